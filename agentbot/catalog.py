@@ -1,0 +1,102 @@
+"""The flows the service runs: read from `FLOWS_DIR`, validated, synced into `workflow_configs`.
+
+Reading files happens here (the shell); parsing and validation are `flows.py`'s pure functions.
+A session keeps the version it started on, so versions no longer current are read back from the
+database on demand and cached.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import structlog
+
+from agentbot.errors import FlowError
+from agentbot.flows import Flow, Problem, check_flow_set, flow_from_definition, parse_flow
+from agentbot.store import Store
+
+log = structlog.get_logger("agentbot.catalog")
+
+
+def load_flow_files(paths: list[Path]) -> list[tuple[str, Flow]]:
+    """Parse every `*.yaml`/`*.yml` file under the paths; raise FlowError with every problem."""
+    files: list[Path] = []
+    problems: list[Problem] = []
+    for path in paths:
+        if path.is_dir():
+            files.extend(sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml")))
+        elif path.is_file():
+            files.append(path)
+        else:
+            problems.append(Problem(str(path), 0, "(file)", "no such file or directory"))
+    flows: list[tuple[str, Flow]] = []
+    for file in files:
+        try:
+            text = file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            problems.append(Problem(str(file), 0, "(file)", f"cannot read: {exc}"))
+            continue
+        try:
+            flows.append((str(file), parse_flow(text, str(file))))
+        except FlowError as exc:
+            problems.extend(exc.problems)
+    problems.extend(check_flow_set(flows))
+    if problems:
+        raise FlowError(problems)
+    return flows
+
+
+class Catalog:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.current: dict[str, Flow] = {}
+        self._versions: dict[tuple[str, str], Flow] = {}
+
+    async def sync_files(self, flows_dir: Path) -> list[Flow]:
+        """Store each file's content as its flow's current version; new versions only on change."""
+        # Reading a few small files at start-up: blocking the loop for it is harmless.
+        present = flows_dir.is_dir()  # noqa: ASYNC240
+        flows = [flow for _, flow in load_flow_files([flows_dir])] if present else []
+        if not present:
+            log.warning("flows.missing_dir", flows_dir=str(flows_dir))
+        for flow in flows:
+            changed = await self.store.sync_flow(
+                name=flow.name,
+                version=flow.version,
+                title=flow.title,
+                definition=flow.definition,
+                source="file",
+            )
+            log.info("flows.synced", flow=flow.name, version=flow.version, changed=changed)
+        await self.reload()
+        return flows
+
+    async def reload(self) -> None:
+        current: dict[str, Flow] = {}
+        for name, version, definition in await self.store.current_flows():
+            flow = self._versions.get((name, version))
+            if flow is None:
+                try:
+                    flow = flow_from_definition(definition, name=name)
+                except FlowError as exc:
+                    log.error("flows.invalid_stored", flow=name, version=version, error=str(exc))
+                    continue
+                self._versions[(name, version)] = flow
+            current[name] = flow
+        self.current = current
+
+    async def version(self, name: str, version: str) -> Flow | None:
+        """The flow as it was at that version (the one a session started on)."""
+        flow = self._versions.get((name, version))
+        if flow is not None:
+            return flow
+        definition = await self.store.flow_definition(name, version)
+        if definition is None:
+            return None
+        try:
+            flow = flow_from_definition(definition, name=name)
+        except FlowError as exc:
+            log.error("flows.invalid_stored", flow=name, version=version, error=str(exc))
+            return None
+        self._versions[(name, version)] = flow
+        return flow

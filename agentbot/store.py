@@ -1,0 +1,498 @@
+"""All of agentbot's SQL, over one psycopg connection pool.
+
+Statements are module-level constants with `%(name)s` parameters; JSON goes in through `Jsonb`;
+rows come out as frozen dataclasses. psycopg errors are wrapped in `StoreError` here, at the edge.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg.rows import class_row
+from psycopg.types.json import Json, Jsonb
+from psycopg_pool import AsyncConnectionPool
+
+from agentbot.errors import StoreError
+
+INSERT_EVENT = """
+insert into workflow_events (delivery_id, dedupe_key, event, account_id, conversation_id)
+values (%(delivery_id)s, %(dedupe_key)s, %(event)s, %(account_id)s, %(conversation_id)s)
+on conflict do nothing
+returning id
+"""
+# One lock per Chatwoot conversation, held until the event's transaction ends. An advisory lock
+# needs no row to exist yet, which the first message of a conversation has not.
+LOCK_CONVERSATION = """
+select pg_advisory_xact_lock(
+    hashtextextended(%(account_id)s::text || ':' || %(conversation_id)s::text, 0)
+)
+"""
+SESSION_COLUMNS = """
+id, account_id, conversation_id, contact_id, inbox_id, channel, flow_name, flow_version,
+current_block, variables, status, misses, created_at, updated_at
+"""
+SELECT_LATEST_SESSION = f"""
+select {SESSION_COLUMNS} from workflow_conversations
+where account_id = %(account_id)s and conversation_id = %(conversation_id)s
+order by id desc limit 1
+"""
+INSERT_SESSION = """
+insert into workflow_conversations (account_id, conversation_id, contact_id, inbox_id, channel,
+    flow_name, flow_version, current_block, variables, status, misses, ended_at)
+values (%(account_id)s, %(conversation_id)s, %(contact_id)s, %(inbox_id)s, %(channel)s,
+    %(flow_name)s, %(flow_version)s, %(current_block)s, %(variables)s, %(status)s, %(misses)s,
+    case when %(status)s = 'active' then null else now() end)
+returning id
+"""
+UPDATE_SESSION = """
+update workflow_conversations
+set current_block = %(current_block)s, variables = %(variables)s, status = %(status)s,
+    misses = %(misses)s, updated_at = now(),
+    ended_at = case when %(status)s = 'active' then null else coalesce(ended_at, now()) end
+where id = %(id)s
+"""
+INSERT_INTERACTION = """
+insert into workflow_interactions (session_id, account_id, conversation_id, direction, kind, block,
+    content, choice, labels, message_id, outbox_id, error)
+values (%(session_id)s, %(account_id)s, %(conversation_id)s, %(direction)s, %(kind)s, %(block)s,
+    %(content)s, %(choice)s, %(labels)s, %(message_id)s, %(outbox_id)s, %(error)s)
+"""
+INSERT_OUTBOX = """
+insert into workflow_outbox (account_id, conversation_id, session_id, action)
+values (%(account_id)s, %(conversation_id)s, %(session_id)s, %(action)s)
+returning id
+"""
+# The head of one conversation's queue, if due and not being delivered by another worker. The
+# row lock is held while it is delivered: a worker that dies releases it with its connection.
+CLAIM_OUTBOX = """
+with heads as (
+    select distinct on (account_id, conversation_id) id
+    from workflow_outbox
+    where status = 'pending'
+    order by account_id, conversation_id, id
+)
+select o.id, o.account_id, o.conversation_id, o.session_id, o.action, o.attempts, o.created_at
+from workflow_outbox o join heads h on h.id = o.id
+where o.status = 'pending' and o.next_attempt_at <= now()
+order by o.next_attempt_at, o.id
+limit 1
+for update of o skip locked
+"""
+# A probe: the head that waits longest on a failure, due or not. When it goes through, Chatwoot
+# is back and everything waiting is made due at once (WAKE_WAITING).
+CLAIM_PROBE = """
+with heads as (
+    select distinct on (account_id, conversation_id) id
+    from workflow_outbox
+    where status = 'pending'
+    order by account_id, conversation_id, id
+)
+select o.id, o.account_id, o.conversation_id, o.session_id, o.action, o.attempts, o.created_at
+from workflow_outbox o join heads h on h.id = o.id
+where o.status = 'pending' and o.last_error is not null
+order by o.next_attempt_at, o.id
+limit 1
+for update of o skip locked
+"""
+MARK_SENT = """
+update workflow_outbox
+set status = 'sent', result = %(result)s, attempts = attempts + 1, last_error = null,
+    finished_at = now()
+where id = %(id)s
+"""
+RECORD_DELIVERY = """
+update workflow_interactions set message_id = %(message_id)s where outbox_id = %(id)s
+"""
+RESCHEDULE = """
+update workflow_outbox
+set attempts = attempts + 1, last_error = %(error)s,
+    next_attempt_at = now() + make_interval(secs => %(delay)s)
+where id = %(id)s
+"""
+# After a success, whatever waited on Chatwoot being away is due again at once.
+WAKE_WAITING = """
+update workflow_outbox set next_attempt_at = now()
+where id in (
+    select id from workflow_outbox
+    where status = 'pending' and last_error is not null and next_attempt_at > now()
+    for update skip locked
+)
+"""
+MARK_DEAD = """
+update workflow_outbox
+set status = 'dead', attempts = attempts + 1, last_error = %(error)s, finished_at = now()
+where id = %(id)s
+returning session_id
+"""
+CANCEL_PENDING = """
+update workflow_outbox
+set status = 'cancelled', finished_at = now(), last_error = %(reason)s
+where account_id = %(account_id)s and conversation_id = %(conversation_id)s
+  and status = 'pending' and id > %(after)s
+returning action
+"""
+HAND_OFF_SESSION = """
+update workflow_conversations
+set status = 'handed_off', updated_at = now(), ended_at = coalesce(ended_at, now())
+where id = %(id)s and status = 'active'
+"""
+SELECT_CURRENT_FLOWS = """
+select name, version, definition from workflow_configs where is_current order by name
+"""
+SELECT_FLOW_VERSION = """
+select definition from workflow_configs where name = %(name)s and version = %(version)s
+"""
+UNSET_CURRENT = """
+update workflow_configs set is_current = false, updated_at = now()
+where name = %(name)s and is_current and version <> %(version)s
+"""
+UPSERT_FLOW = """
+insert into workflow_configs (name, version, title, definition, source, is_current)
+values (%(name)s, %(version)s, %(title)s, %(definition)s, %(source)s, true)
+on conflict (name, version) do update
+set is_current = true, updated_at = now(), source = excluded.source
+where not workflow_configs.is_current
+returning (xmax = 0) as inserted
+"""
+LOCK_FLOWS = "select pg_advisory_xact_lock(hashtextextended('agentbot:workflow_configs', 0))"
+SELECT_SETTING = "select value from agentbot_settings where key = %(key)s"
+INSERT_SETTING = """
+insert into agentbot_settings (key, value) values (%(key)s, %(value)s)
+on conflict (key) do nothing
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRow:
+    id: int
+    account_id: int
+    conversation_id: int
+    contact_id: int | None
+    inbox_id: int | None
+    channel: str | None
+    flow_name: str
+    flow_version: str
+    current_block: str
+    variables: dict[str, Any]
+    status: str
+    misses: int
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    id: int
+    account_id: int
+    conversation_id: int
+    session_id: int | None
+    action: dict[str, Any]
+    attempts: int
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class NewSession:
+    account_id: int
+    conversation_id: int
+    contact_id: int | None
+    inbox_id: int | None
+    channel: str | None
+    flow_name: str
+    flow_version: str
+    current_block: str
+    variables: Mapping[str, Any]
+    status: str
+    misses: int
+
+
+class Tx:
+    """The statements of one event's transaction, on one connection."""
+
+    def __init__(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        self.conn = conn
+
+    async def record_event(
+        self,
+        *,
+        delivery_id: str | None,
+        dedupe_key: str | None,
+        event: str,
+        account_id: int,
+        conversation_id: int,
+    ) -> bool:
+        """False when this delivery or this message was already taken in."""
+        cur = await self.conn.execute(
+            INSERT_EVENT,
+            {
+                "delivery_id": delivery_id,
+                "dedupe_key": dedupe_key,
+                "event": event,
+                "account_id": account_id,
+                "conversation_id": conversation_id,
+            },
+        )
+        return await cur.fetchone() is not None
+
+    async def lock_conversation(self, account_id: int, conversation_id: int) -> None:
+        await self.conn.execute(
+            LOCK_CONVERSATION, {"account_id": account_id, "conversation_id": conversation_id}
+        )
+
+    async def latest_session(self, account_id: int, conversation_id: int) -> SessionRow | None:
+        async with self.conn.cursor(row_factory=class_row(SessionRow)) as cur:
+            await cur.execute(
+                SELECT_LATEST_SESSION,
+                {"account_id": account_id, "conversation_id": conversation_id},
+            )
+            return await cur.fetchone()
+
+    async def insert_session(self, session: NewSession) -> int:
+        cur = await self.conn.execute(
+            INSERT_SESSION,
+            {
+                "account_id": session.account_id,
+                "conversation_id": session.conversation_id,
+                "contact_id": session.contact_id,
+                "inbox_id": session.inbox_id,
+                "channel": session.channel,
+                "flow_name": session.flow_name,
+                "flow_version": session.flow_version,
+                "current_block": session.current_block,
+                "variables": Jsonb(dict(session.variables)),
+                "status": session.status,
+                "misses": session.misses,
+            },
+        )
+        row = await cur.fetchone()
+        assert row is not None
+        return int(row[0])
+
+    async def update_session(
+        self,
+        session_id: int,
+        *,
+        current_block: str,
+        variables: Mapping[str, Any],
+        status: str,
+        misses: int,
+    ) -> None:
+        await self.conn.execute(
+            UPDATE_SESSION,
+            {
+                "id": session_id,
+                "current_block": current_block,
+                "variables": Jsonb(dict(variables)),
+                "status": status,
+                "misses": misses,
+            },
+        )
+
+    async def insert_interaction(
+        self,
+        *,
+        session_id: int | None,
+        account_id: int,
+        conversation_id: int,
+        direction: str,
+        kind: str,
+        block: str | None = None,
+        content: str | None = None,
+        choice: str | None = None,
+        labels: Sequence[str] | None = None,
+        message_id: int | None = None,
+        outbox_id: int | None = None,
+        error: str | None = None,
+    ) -> None:
+        await self.conn.execute(
+            INSERT_INTERACTION,
+            {
+                "session_id": session_id,
+                "account_id": account_id,
+                "conversation_id": conversation_id,
+                "direction": direction,
+                "kind": kind,
+                "block": block,
+                "content": content,
+                "choice": choice,
+                "labels": None if labels is None else Jsonb(list(labels)),
+                "message_id": message_id,
+                "outbox_id": outbox_id,
+                "error": error,
+            },
+        )
+
+    async def enqueue(
+        self,
+        *,
+        account_id: int,
+        conversation_id: int,
+        session_id: int | None,
+        action: Mapping[str, Any],
+    ) -> int:
+        cur = await self.conn.execute(
+            INSERT_OUTBOX,
+            {
+                "account_id": account_id,
+                "conversation_id": conversation_id,
+                "session_id": session_id,
+                "action": Jsonb(dict(action)),
+            },
+        )
+        row = await cur.fetchone()
+        assert row is not None
+        return int(row[0])
+
+
+class Store:
+    def __init__(self, pool: AsyncConnectionPool[Any]) -> None:
+        self.pool = pool
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Tx]:
+        try:
+            async with self.pool.connection() as conn, conn.transaction():
+                yield Tx(conn)
+        except psycopg.Error as exc:
+            raise StoreError(f"database error: {exc}") from exc
+        except TimeoutError as exc:  # the pool found no connection: the database is away
+            raise StoreError(f"database unreachable: {exc}") from exc
+
+    async def ping(self) -> None:
+        async with self.transaction() as tx:
+            await tx.conn.execute("select 1")
+
+    # Flows
+
+    async def sync_flow(
+        self, *, name: str, version: str, title: str, definition: Mapping[str, Any], source: str
+    ) -> bool:
+        """Make this content the current version of the flow; True when that changed anything."""
+        async with self.transaction() as tx:
+            await tx.conn.execute(LOCK_FLOWS)
+            await tx.conn.execute(UNSET_CURRENT, {"name": name, "version": version})
+            cur = await tx.conn.execute(
+                UPSERT_FLOW,
+                {
+                    "name": name,
+                    "version": version,
+                    "title": title,
+                    "definition": Json(dict(definition)),
+                    "source": source,
+                },
+            )
+            return await cur.fetchone() is not None
+
+    async def current_flows(self) -> list[tuple[str, str, dict[str, Any]]]:
+        async with self.transaction() as tx:
+            cur = await tx.conn.execute(SELECT_CURRENT_FLOWS)
+            return [(n, v, d) for n, v, d in await cur.fetchall()]
+
+    async def flow_definition(self, name: str, version: str) -> dict[str, Any] | None:
+        async with self.transaction() as tx:
+            cur = await tx.conn.execute(SELECT_FLOW_VERSION, {"name": name, "version": version})
+            row = await cur.fetchone()
+            return None if row is None else dict(row[0])
+
+    # Settings
+
+    async def setting(self, key: str, make: Callable[[], str]) -> tuple[str, bool]:
+        """The stored value, or a new one made and stored now; True when it is new."""
+        async with self.transaction() as tx:
+            cur = await tx.conn.execute(SELECT_SETTING, {"key": key})
+            row = await cur.fetchone()
+            if row is not None:
+                return str(row[0]), False
+            value = make()
+            await tx.conn.execute(INSERT_SETTING, {"key": key, "value": value})
+            cur = await tx.conn.execute(SELECT_SETTING, {"key": key})
+            row = await cur.fetchone()
+            assert row is not None
+            return str(row[0]), str(row[0]) == value
+
+    # Outbox
+
+    @asynccontextmanager
+    async def claim(self, *, probe: bool = False) -> AsyncIterator[Claim | None]:
+        """Lock the due head of one conversation's queue for as long as the block runs.
+
+        A conversation's next row is not a head while the one before it is pending, so one
+        conversation's actions are carried out one at a time and in order, by any worker.
+        With `probe`, take the head waiting longest after a failure, even if not due yet.
+        """
+        try:
+            async with self.pool.connection() as conn, conn.transaction():
+                async with conn.cursor(row_factory=class_row(OutboxRow)) as cur:
+                    await cur.execute(CLAIM_PROBE if probe else CLAIM_OUTBOX)
+                    row = await cur.fetchone()
+                yield None if row is None else Claim(Tx(conn), row)
+        except psycopg.Error as exc:
+            raise StoreError(f"database error: {exc}") from exc
+        except TimeoutError as exc:
+            raise StoreError(f"database unreachable: {exc}") from exc
+
+
+class Claim:
+    """One outbox row, locked in an open transaction until it is settled."""
+
+    def __init__(self, tx: Tx, row: OutboxRow) -> None:
+        self.tx = tx
+        self.row = row
+
+    async def mark_sent(self, result: Mapping[str, Any]) -> None:
+        conn = self.tx.conn
+        await conn.execute(MARK_SENT, {"id": self.row.id, "result": Jsonb(dict(result))})
+        message_id = result.get("id")
+        if isinstance(message_id, int):
+            await conn.execute(RECORD_DELIVERY, {"id": self.row.id, "message_id": message_id})
+        await conn.execute(WAKE_WAITING)
+
+    async def reschedule(self, *, delay: float, error: str) -> None:
+        await self.tx.conn.execute(RESCHEDULE, {"id": self.row.id, "delay": delay, "error": error})
+
+    async def give_up(
+        self, *, error: str, handoff: Mapping[str, Any] | None
+    ) -> list[dict[str, Any]]:
+        """Dead-letter the row; with `handoff`, cancel what followed it and queue the handoff.
+
+        Returns the cancelled actions.
+        """
+        row, tx = self.row, self.tx
+        await tx.lock_conversation(row.account_id, row.conversation_id)
+        await tx.conn.execute(MARK_DEAD, {"id": row.id, "error": error})
+        await tx.insert_interaction(
+            session_id=row.session_id,
+            account_id=row.account_id,
+            conversation_id=row.conversation_id,
+            direction="out",
+            kind="failed",
+            block=row.action.get("block"),
+            outbox_id=row.id,
+            error=error,
+        )
+        if handoff is None:
+            return []
+        cur = await tx.conn.execute(
+            CANCEL_PENDING,
+            {
+                "account_id": row.account_id,
+                "conversation_id": row.conversation_id,
+                "after": row.id,
+                "reason": f"cancelled: outbox row {row.id} failed",
+            },
+        )
+        cancelled = [dict(r[0]) for r in await cur.fetchall()]
+        if row.session_id is not None:
+            await tx.conn.execute(HAND_OFF_SESSION, {"id": row.session_id})
+        await tx.enqueue(
+            account_id=row.account_id,
+            conversation_id=row.conversation_id,
+            session_id=row.session_id,
+            action=handoff,
+        )
+        return cancelled

@@ -1,0 +1,178 @@
+"""events.parse(): recorded Chatwoot payloads -> typed events, or Ignored with the reason."""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import pytest
+
+from agentbot.events import Contact, CustomerMessage, Ignored, OptionSubmitted, parse
+from tests.conftest import SAMPLES
+
+
+def sample(name: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((SAMPLES / f"{name}.json").read_text())
+    return data
+
+
+TEXT = sample("message_created_whatsapp_incoming_text")
+BUTTON = sample("message_created_whatsapp_button_reply")
+WIDGET = sample("message_updated_webwidget_input_select")
+
+
+def changed(base: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
+    data = copy.deepcopy(base)
+    *parents, last = path.split(".")
+    node = data
+    for key in parents:
+        node = node[key]
+    if value is KeyError:
+        del node[last]
+    else:
+        node[last] = value
+    return data
+
+
+def test_incoming_whatsapp_text():
+    """An incoming WhatsApp text in a pending conversation is a CustomerMessage."""
+    event = parse(TEXT)
+    assert isinstance(event, CustomerMessage)
+    assert event.text == "Oi, quero saber do meu pedido 4417"
+    assert event.message_id == 90321
+    assert event.dedupe_key == "message:90321"
+    assert (event.conversation.account_id, event.conversation.id) == (1, 1287)
+    assert event.conversation.inbox_id == 7
+    assert event.conversation.channel == "Channel::Whatsapp"
+    assert event.contact == Contact(
+        id=4821, name="Maria Silva", phone_number="+5511987654321", email=None, identifier=None
+    )
+
+
+def test_button_reply_carries_in_reply_to():
+    """A WhatsApp button reply is text (the title) tied to the question it answers."""
+    event = parse(BUTTON)
+    assert isinstance(event, CustomerMessage)
+    assert event.text == "Rastrear pedido"
+    assert event.in_reply_to == 90325
+
+
+def test_widget_submitted_values():
+    """The widget's answer arrives as an update of the bot's own input_select message."""
+    event = parse(WIDGET)
+    assert isinstance(event, OptionSubmitted)
+    assert (event.title, event.value) == ("Track my order", "track_order")
+    assert event.dedupe_key == "submitted:90410"
+    assert event.contact.name == "billowing-frog-482"
+
+
+IGNORED = [
+    (
+        "outgoing (the bot's own or an agent's)",
+        changed(TEXT, "message_type", "outgoing"),
+        "message_type 'outgoing'",
+    ),
+    ("template message", changed(TEXT, "message_type", "template"), "message_type 'template'"),
+    ("private note", changed(TEXT, "private", True), "private note"),
+    ("open conversation", changed(TEXT, "conversation.status", "open"), "conversation is open"),
+    (
+        "resolved conversation",
+        changed(TEXT, "conversation.status", "resolved"),
+        "conversation is resolved",
+    ),
+    (
+        "agent sender",
+        changed(TEXT, "sender", {"id": 3, "name": "Ana", "type": "user"}),
+        "sender type 'user'",
+    ),
+    (
+        "delivery status update",
+        changed(WIDGET, "content_attributes", {}),
+        "message update without submitted_values",
+    ),
+    (
+        "widget answer in a resolved conversation",
+        changed(WIDGET, "conversation.status", "resolved"),
+        "conversation is resolved",
+    ),
+    ("conversation event", sample("conversation_status_changed_bot_handoff"), "event not handled"),
+]
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"), [c[1:] for c in IGNORED], ids=[c[0] for c in IGNORED]
+)
+def test_ignored(payload, reason):
+    """What design §7 does not let the bot act on is Ignored, with the reason."""
+    event = parse(payload)
+    assert isinstance(event, Ignored)
+    assert event.reason == reason
+    assert not event.malformed
+
+
+MALFORMED = [
+    ("not an object", [1, 2], "the body is not a JSON object"),
+    ("no event", {"id": 1}, "no 'event' field"),
+    (
+        "no conversation",
+        changed(TEXT, "conversation", KeyError),
+        "unexpected shape: no 'conversation' object",
+    ),
+    (
+        "no account",
+        changed(changed(TEXT, "account", KeyError), "conversation.account", KeyError),
+        "unexpected shape: no 'account.id'",
+    ),
+    (
+        "no status",
+        changed(TEXT, "conversation.status", KeyError),
+        "unexpected shape: no 'conversation.status'",
+    ),
+    ("id not a number", changed(TEXT, "id", "abc"), "unexpected shape: 'id' is not an integer"),
+    (
+        "content not text",
+        changed(TEXT, "content", {"a": 1}),
+        "unexpected shape: 'content' is not a string",
+    ),
+    (
+        "submitted_values not objects",
+        changed(WIDGET, "content_attributes.submitted_values", ["x"]),
+        "unexpected shape: 'submitted_values' is not a list of objects",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"), [c[1:] for c in MALFORMED], ids=[c[0] for c in MALFORMED]
+)
+def test_malformed(payload, reason):
+    """JSON of the wrong shape is Ignored as malformed, naming what is wrong."""
+    event = parse(payload)
+    assert isinstance(event, Ignored)
+    assert event.malformed
+    assert event.reason == reason
+
+
+def test_account_from_conversation_and_string_ids():
+    """The account may come from the conversation; numeric strings are accepted as ids."""
+    payload = changed(changed(TEXT, "account", KeyError), "id", "90321")
+    event = parse(payload)
+    assert isinstance(event, CustomerMessage)
+    assert event.conversation.account_id == 1
+    assert event.message_id == 90321
+
+
+def test_missing_optional_parts():
+    """No sender, no content and no inbox_id still make a message (an attachment, say)."""
+    payload = changed(
+        changed(changed(TEXT, "sender", KeyError), "content", None),
+        "conversation.inbox_id",
+        KeyError,
+    )
+    payload["conversation"]["meta"] = {}
+    event = parse(payload)
+    assert isinstance(event, CustomerMessage)
+    assert event.text == ""
+    assert event.contact == Contact(id=None, name="")
+    assert event.conversation.inbox_id == 7  # from the top-level inbox

@@ -1,0 +1,171 @@
+"""The outbox: retry policy, action encoding, and delivery against the fake Chatwoot over HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
+
+from agentbot.chatwoot import ChatwootClient
+from agentbot.config import Secret
+from agentbot.engine import AddLabels, Handoff, Option, SendOptions, SendText
+from agentbot.outbox import Outbox, RetryPolicy, decode, encode
+from agentbot.store import Store
+from tests.fakes import FakeChatwoot, FakeChatwootServer
+from tests.harness import FAST
+
+DELAYS = [
+    ("first retry", 1, 0, None, 1.0),
+    ("doubles", 4, 10, None, 8.0),
+    ("capped at a minute", 12, 100, None, 60.0),
+    ("Retry-After wins when longer", 1, 0, 30.0, 30.0),
+    ("Retry-After shorter than backoff", 5, 0, 2.0, 16.0),
+    ("many attempts but young: keep going", 50, 3599, None, 60.0),
+    ("old but few attempts: keep going", 3, 7200, None, 4.0),
+    ("old and many attempts: give up", 10, 3600, None, None),
+]
+
+
+@pytest.mark.parametrize(
+    ("attempts", "age", "retry_after", "delay"), [d[1:] for d in DELAYS], ids=[d[0] for d in DELAYS]
+)
+def test_next_delay(attempts: int, age: float, retry_after: float | None, delay: float | None):
+    """Backoff doubles up to 60 s, honours Retry-After, and gives up only after an hour."""
+    assert RetryPolicy().next_delay(attempts, age, retry_after) == delay
+
+
+ACTIONS = [
+    SendText("Oi", "a"),
+    SendOptions("Escolha", (Option("Sim", "sim"), Option("Não", "nao")), "b"),
+    AddLabels(("x", "y"), "c"),
+    Handoff("asked", "d"),
+]
+
+
+@pytest.mark.parametrize("action", ACTIONS, ids=lambda a: type(a).__name__)
+def test_encode_decode(action: Any) -> None:
+    """Every action survives the trip through the outbox's JSON."""
+    assert decode(encode(action)) == action
+
+
+def test_decode_unknown() -> None:
+    """An action type this version does not know is an error, not a guess."""
+    with pytest.raises(ValueError, match="unknown outbox action type 'fax'"):
+        decode({"type": "fax"})
+
+
+pytestmark = pytest.mark.anyio
+
+
+@dataclass
+class Rig:
+    store: Store
+    outbox: Outbox
+    fake: FakeChatwoot
+    server: FakeChatwootServer
+
+    async def queue(self, conversation_id: int, action: dict[str, Any]) -> None:
+        async with self.store.transaction() as tx:
+            await tx.enqueue(
+                account_id=1, conversation_id=conversation_id, session_id=None, action=action
+            )
+
+    async def rows(self) -> list[tuple[Any, ...]]:
+        async with self.store.transaction() as tx:
+            cur = await tx.conn.execute(
+                "select action->>'type', status, attempts, last_error,"
+                " extract(epoch from next_attempt_at - now())::int"
+                " from workflow_outbox order by id"
+            )
+            return await cur.fetchall()
+
+
+async def no_sleep(_: float) -> None:
+    return None
+
+
+@asynccontextmanager
+async def rig(dsn: str, policy: RetryPolicy = FAST) -> AsyncIterator[Rig]:
+    fake = FakeChatwoot()
+    with FakeChatwootServer(fake) as server:
+        async with (
+            AsyncConnectionPool(dsn, min_size=1, max_size=4, open=False) as pool,
+            httpx.AsyncClient(base_url=server.url) as http,
+        ):
+            store = Store(pool)
+            client = ChatwootClient(http, Secret(fake.bot_token))
+            yield Rig(store, Outbox(store, client, policy=policy, sleep=no_sleep), fake, server)
+
+
+async def test_labels_merged_not_replaced(db_dsn: str) -> None:
+    """Labels are added to the agent's; nothing is posted when they are all there already."""
+    async with rig(db_dsn) as r:
+        r.fake.add_conversation(1, 5, labels=["vip", "a"])
+        await r.queue(5, encode(AddLabels(("a", "b"), "x")))
+        await r.queue(5, encode(AddLabels(("b",), "x")))
+        assert await r.outbox.run_once() == 2
+        assert r.fake.labels(5) == ["vip", "a", "b"]
+        posts = [q for q in r.fake.requests if q.method == "POST" and q.path.endswith("/labels")]
+        assert len(posts) == 1
+
+
+async def test_retry_after_is_honoured(db_dsn: str) -> None:
+    """429 with Retry-After: the row waits at least that long."""
+    async with rig(db_dsn) as r:
+        r.fake.fail_next(3, status=429, headers={"Retry-After": "30"})
+        await r.queue(6, encode(SendText("Oi", "a")))
+        assert await r.outbox.run_once() == 1
+        [(kind, status, attempts, error, wait)] = await r.rows()
+        assert (kind, status, attempts) == ("text", "pending", 1)
+        assert "429" in error
+        assert 25 <= wait <= 30
+
+
+async def test_giving_up_hands_off(db_dsn: str) -> None:
+    """After the policy gives up, the row is dead and the conversation handed off instead."""
+    policy = RetryPolicy(in_process_attempts=1, first_delay=0, give_up_after=0, min_attempts=1)
+    async with rig(db_dsn, policy) as r:
+        r.fake.fail_next(1, status=503)
+        await r.queue(7, encode(SendText("Oi", "a")))
+        await r.queue(7, encode(SendText("Tudo bem?", "a")))
+        assert await r.outbox.run_once() == 2
+        rows = await r.rows()
+        assert [row[:2] for row in rows] == [
+            ("text", "dead"),
+            ("text", "cancelled"),
+            ("handoff", "sent"),
+        ]
+        assert r.fake.status(7) == "open"
+        assert r.fake.messages(7) == []
+
+
+async def test_failed_handoff_is_not_handed_off_again(db_dsn: str) -> None:
+    """A handoff that Chatwoot refuses is dead-lettered without queueing another one."""
+    async with rig(db_dsn) as r:
+        r.fake.fail_next(1, status=404, body={"error": "Resource could not be found"})
+        await r.queue(8, encode(Handoff("asked", "a")))
+        assert await r.outbox.run_once() == 1
+        [(kind, status, attempts, error, _)] = await r.rows()
+        assert (kind, status, attempts) == ("handoff", "dead", 1)
+        assert "404" in error
+
+
+async def test_unreadable_row_is_dead(db_dsn: str) -> None:
+    """A row this version cannot read is dead-lettered, not retried forever."""
+    async with rig(db_dsn) as r:
+        async with r.store.transaction() as tx:
+            await tx.conn.execute(
+                "insert into workflow_outbox (account_id, conversation_id, action)"
+                " values (1, 9, %s)",
+                (Jsonb({"type": "fax"}),),
+            )
+        assert await r.outbox.run_once() == 1
+        [(kind, status, _, error, _)] = await r.rows()
+        assert (kind, status) == ("fax", "dead")
+        assert "unknown outbox action type" in error
