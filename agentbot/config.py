@@ -13,6 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+
 from agentbot.errors import ConfigError
 
 DEFAULT_ENV_FILE = "env-workflows"
@@ -135,11 +138,13 @@ def parse_env_file(text: str) -> dict[str, str]:
 def database_url(get: _Getter) -> str | None:
     url = get.text("DATABASE_URL")
     if url is not None:
-        if urlsplit(url).scheme not in ("postgres", "postgresql"):
-            raise ConfigError(
-                "DATABASE_URL",
-                f"'{url}' is not a PostgreSQL URL: use postgresql://user:pass@host/db",
-            )
+        fix = "use postgresql://user:pass@host/db or 'host=... dbname=...'"
+        if "://" in url and urlsplit(url).scheme not in ("postgres", "postgresql"):
+            raise ConfigError("DATABASE_URL", f"'{url}' is not a PostgreSQL URL: {fix}")
+        try:
+            conninfo_to_dict(url)
+        except psycopg.ProgrammingError as exc:
+            raise ConfigError("DATABASE_URL", f"cannot be parsed ({exc}): {fix}") from None
         return url
     host = get.text("POSTGRES_HOST")
     names = ("POSTGRES_PORT", "POSTGRES_DB", "POSTGRES_USER", "POSTGRES_PASSWORD")

@@ -10,32 +10,23 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import quote
 
 import httpx
 import psycopg
 import pytest
-from psycopg.conninfo import conninfo_to_dict
 
 from tests.conftest import ROOT, free_port
 from tests.fakes import FakeChatwoot, FakeChatwootServer
 from tests.harness import SALES_FLOW, WEBHOOK_TOKEN, incoming, write_flow
 
 
-def as_url(dsn: str) -> str:
-    """DATABASE_URL must be a URL; the fixtures hand out key=value DSNs."""
-    p = conninfo_to_dict(dsn)
-    user = quote(str(p.get("user") or "postgres"))
-    db = quote(str(p["dbname"]))
-    host = str(p.get("host") or "127.0.0.1")
-    port = str(p.get("port") or "5432")
-    if host.startswith("/"):
-        return f"postgresql://{user}@/{db}?host={quote(host)}&port={port}"
-    return f"postgresql://{user}@{host}:{port}/{db}"
-
-
 def environment(tmp_path: Path, **extra: str) -> dict[str, str]:
-    keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR")}
+    keep = {
+        k: v
+        for k, v in os.environ.items()
+        # COVERAGE_*: measure the subprocess too (coverage's patch = ["subprocess"])
+        if k in ("PATH", "HOME", "LANG", "TMPDIR") or k.startswith("COVERAGE_")
+    }
     return {**keep, "LOG_FORMAT": "json", "PYTHONUNBUFFERED": "1", **extra}
 
 
@@ -90,7 +81,7 @@ def test_sigkill_after_acknowledging(db_dsn: str, tmp_path: Path) -> None:
         chatwoot.stop()  # Chatwoot is down: nothing can be delivered before the kill
         env = environment(
             tmp_path,
-            DATABASE_URL=as_url(db_dsn),
+            DATABASE_URL=db_dsn,
             CHATWOOT_URL=chatwoot.url,
             CHATWOOT_API_TOKEN=fake.bot_token,
             WEBHOOK_TOKEN=WEBHOOK_TOKEN,
@@ -161,7 +152,7 @@ def test_check_and_migrate(db_dsn: str, tmp_path: Path) -> None:
     result = agentbot("check", str(ROOT / "flows"), env=environment(tmp_path), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "fluxo_comercial.yaml: ok" in result.stdout
-    env = environment(tmp_path, DATABASE_URL=as_url(db_dsn))
+    env = environment(tmp_path, DATABASE_URL=db_dsn)
     result = agentbot("migrate", env=env, cwd=tmp_path)
     assert (result.returncode, result.stdout.strip()) == (0, "applied 0 migration(s)")
 

@@ -52,6 +52,7 @@ BAD = [
         {"DATABASE_URL": "mysql://x"},
         "DATABASE_URL 'mysql://x' is not a PostgreSQL URL",
     ),
+    ("database dsn", {"DATABASE_URL": "host=db port"}, "DATABASE_URL cannot be parsed"),
     ("log level", {"LOG_LEVEL": "loud"}, "LOG_LEVEL 'loud' is not one of"),
     ("log format", {"LOG_FORMAT": "xml"}, "LOG_FORMAT 'xml' is not one of json, console"),
 ]

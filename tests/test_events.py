@@ -7,6 +7,8 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from agentbot.events import Contact, CustomerMessage, Ignored, OptionSubmitted, parse
 from tests.conftest import SAMPLES
@@ -176,3 +178,30 @@ def test_missing_optional_parts():
     assert event.text == ""
     assert event.contact == Contact(id=None, name="")
     assert event.conversation.inbox_id == 7  # from the top-level inbox
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda children: st.lists(children) | st.dictionaries(st.text(), children),
+    max_leaves=30,
+)
+
+
+@given(JSON)
+def test_parse_never_raises(payload: Any) -> None:
+    """Any JSON at all gives an event or Ignored, never an exception."""
+    assert isinstance(parse(payload), CustomerMessage | OptionSubmitted | Ignored)
+
+
+@given(st.sampled_from(["message_created", "message_updated"]), JSON, JSON, JSON)
+def test_parse_message_shapes_never_raise(event: str, conversation: Any, sender: Any, attrs: Any):
+    """Message events with any conversation, sender or attributes never raise."""
+    payload = {
+        **TEXT,
+        "event": event,
+        "conversation": conversation,
+        "sender": sender,
+        "content_attributes": attrs,
+        "content_type": "input_select",
+    }
+    assert isinstance(parse(payload), CustomerMessage | OptionSubmitted | Ignored)

@@ -1,0 +1,60 @@
+"""Flow files synced into workflow_configs: a new version only when the content changes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from psycopg_pool import AsyncConnectionPool
+
+from agentbot.catalog import Catalog, load_flow_files
+from agentbot.errors import FlowError
+from agentbot.store import Store
+from tests.harness import SALES_FLOW, write_flow
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_sync_versions(db_dsn: str, tmp_path: Path) -> None:
+    """Same content: no new row. Edited: a new current version. Reverted: the old one again."""
+    flows = write_flow(tmp_path)
+    async with AsyncConnectionPool(db_dsn, min_size=1, open=False) as pool:
+        store = Store(pool)
+        catalog = Catalog(store)
+        [first] = await catalog.sync_files(flows)
+        await catalog.sync_files(flows)
+        write_flow(tmp_path, "# a comment changes nothing\n" + SALES_FLOW)
+        await catalog.sync_files(flows)
+        async with store.transaction() as tx:
+            cur = await tx.conn.execute("select count(*) from workflow_configs")
+            assert await cur.fetchone() == (1,)
+
+        write_flow(tmp_path, SALES_FLOW.replace("Qual produto", "Que produto"))
+        [second] = await catalog.sync_files(flows)
+        assert second.version != first.version
+        assert catalog.current["vendas"].version == second.version
+        old = await Catalog(store).version("vendas", first.version)
+        assert old is not None
+        assert old.blocks["produto"].message == "Qual produto te interessa?"
+
+        write_flow(tmp_path, SALES_FLOW)
+        await catalog.sync_files(flows)
+        async with store.transaction() as tx:
+            cur = await tx.conn.execute(
+                "select version, is_current from workflow_configs order by id"
+            )
+            assert await cur.fetchall() == [(first.version, True), (second.version, False)]
+        assert await catalog.version("vendas", "nope") is None
+
+
+def test_load_reports_every_file(tmp_path: Path) -> None:
+    """Problems of every file and path are reported together."""
+    write_flow(tmp_path, "blocks: {a: {message: ''}}\n", "a.yaml")
+    write_flow(tmp_path, SALES_FLOW, "b.yaml")
+    write_flow(tmp_path, SALES_FLOW, "c.yaml")
+    with pytest.raises(FlowError) as info:
+        load_flow_files([tmp_path, tmp_path / "missing.yaml"])
+    lines = [str(p) for p in info.value.problems]
+    assert f"{tmp_path}/missing.yaml:0: (file): no such file or directory" in lines
+    assert any(line.startswith(f"{tmp_path}/a.yaml:1: blocks.a.message") for line in lines)
+    assert any("flow name 'vendas' is already used" in line for line in lines)
