@@ -3,21 +3,54 @@
 This module does no I/O: it never reads the clock (the time is an argument), never touches the
 network or the database and never logs. Decisions come back as data; `service.py` stores them and
 `outbox.py` carries them out. A flow author's whole world is testable here in milliseconds.
+
+Entering a block does, in this order (design §6): its `set`, its labels, its message (with
+buttons), its webhook, then its handoff or end. A block is *done* when its input is accepted,
+its webhook answers, or at once when it waits for nothing; then the first condition that holds
+wins, else `else`, else `next_block`, else the flow ends (the session completes).
+
+Decisions where design §6 leaves room:
+
+- A chosen button's `next_block` (and tags) win; a button without `next_block` leaves the block
+  done, so the block's conditions, `else` or `next_block` decide, and without them the flow ends.
+- What the customer sends is tried as a button of the current question first (title, value or,
+  when the block takes no free text, position number), then as a global word, then as the
+  block's input. A block with both buttons and input takes the buttons as shortcuts.
+- The misses limit is the input's `retries` (default 2), or 2 for buttons. Past it the customer
+  goes to the flow's `fallback` block, or is handed off.
+- A `save_to` is carried out (a `SaveAttribute` action) when the input is accepted, the only
+  moment there is a value; the session's context sees the new attribute at once.
+- `set:` values are rendered against the variables as they were before the block, so their
+  order does not matter. A value that is exactly one `{{placeholder}}` keeps its type.
+- Every handoff posts a private note for the agent when there is something to say: the block's
+  `note`, then "Dados coletados:" with the answers to the flow's inputs, in flow order.
+- Timers: a block timeout is set on entering a block that waits and restarts on every customer
+  message while the session rests there; inactivity counts from the start and from each
+  customer message. Both are cleared when the session stops being active. A `TimerFired` that
+  is not yet due by `now`, or whose deadline is gone, is ignored, so the shell may deliver one
+  late or twice.
+- A restart word clears the variables (initial data included) and enters the start block.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, assert_never
+from types import MappingProxyType
+from typing import Any, Literal
+from urllib.parse import quote
 
-from agentbot.events import Contact, Conversation, CustomerMessage, Event, OptionSubmitted
-from agentbot.flows import Block, Button, Flow, normalize
+from agentbot.answers import DEFAULT_ERRORS, parse_answer
+from agentbot.events import Contact, Conversation, CustomerMessage, OptionSubmitted
+from agentbot.expressions import holds, to_text
+from agentbot.flows import Block, Button, Flow, captured_variables, normalize
+from agentbot.templates import render, render_value
 
 MAX_MISSES = 2  # design §7: the second unmatched reply hands off
+SUMMARY_TITLE = "Dados coletados:"
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 
 class Status(StrEnum):
@@ -27,15 +60,53 @@ class Status(StrEnum):
     ABANDONED = "abandoned"
 
 
+class Waiting(StrEnum):
+    """What an active session rests on."""
+
+    NOTHING = "nothing"
+    BUTTONS = "buttons"
+    INPUT = "input"  # free text (the block's buttons, if any, are shortcuts)
+    WEBHOOK = "webhook"
+
+
 @dataclass(frozen=True, slots=True)
 class Session:
     flow: str
     version: str
     block: str
     status: Status
+    # captured inputs, `set` values, webhook answers and a start's initial data (JSON values)
     variables: Mapping[str, Any] = field(default_factory=dict)
     misses: int = 0
     started_at: datetime | None = None
+    waiting: Waiting = Waiting.NOTHING
+    timeout_at: datetime | None = None  # the current block's timeout deadline
+    inactive_at: datetime | None = None  # the flow's inactivity deadline
+    # {"contact": {...}, "conversation": {...}} from the last Chatwoot event (see `snapshot`),
+    # so that webhook replies and timers render templates with the same data
+    context: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookReply:
+    """The outcome of a `CallWebhook`, handed back to the engine by the shell."""
+
+    block: str
+    ok: bool
+    status: int | None
+    data: Any  # the parsed JSON answer, or its text when it is not JSON
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TimerFired:
+    """A deadline of the session passed (the shell polls `timeout_at` and `inactive_at`)."""
+
+    kind: Literal["timeout", "inactivity"]
+    block: str
+
+
+Input = CustomerMessage | OptionSubmitted | WebhookReply | TimerFired
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +140,56 @@ class Handoff:
     block: str
 
 
-Action = SendText | SendOptions | AddLabels | Handoff
+@dataclass(frozen=True, slots=True)
+class Assign:
+    team_id: int | None
+    assignee_id: int | None
+    block: str
+
+
+@dataclass(frozen=True, slots=True)
+class PrivateNote:
+    text: str
+    block: str
+
+
+@dataclass(frozen=True, slots=True)
+class Resolve:
+    block: str
+
+
+@dataclass(frozen=True, slots=True)
+class SaveAttribute:
+    """Merge `{key: value}` into the contact's or the conversation's custom attributes."""
+
+    scope: Literal["conversation", "contact"]
+    key: str
+    value: Any
+    block: str
+
+
+@dataclass(frozen=True, slots=True)
+class CallWebhook:
+    url: str
+    method: str
+    headers: Mapping[str, str]
+    body: Any  # JSON to send; None for no body
+    timeout: float  # seconds
+    retry: bool  # the call may be repeated (idempotent, or the author said so)
+    block: str
+
+
+Action = (
+    SendText
+    | SendOptions
+    | AddLabels
+    | Handoff
+    | Assign
+    | PrivateNote
+    | Resolve
+    | SaveAttribute
+    | CallWebhook
+)
 
 
 class Outcome(StrEnum):
@@ -77,11 +197,17 @@ class Outcome(StrEnum):
 
     STARTED = "started"
     CHOSE = "chose"
+    ANSWERED = "answered"  # free-text input accepted
     MISSED = "missed"
     HANDOFF_WORD = "handoff_word"
     RESTARTED = "restarted"
     BLOCK_GONE = "block_gone"
     NOT_WAITING = "not_waiting"
+    WEBHOOK_OK = "webhook_ok"
+    WEBHOOK_FAILED = "webhook_failed"
+    TIMED_OUT = "timed_out"
+    ABANDONED = "abandoned"
+    IGNORED = "ignored"  # a webhook reply or timer that no longer applies
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,180 +236,9 @@ def choose_flow(flows: Sequence[Flow], inbox_id: int | None, text: str) -> Flow 
     return None
 
 
-def step(flow: Flow, session: Session | None, event: Event, now: datetime) -> Step:
-    """Advance one conversation by one customer event."""
-    if session is None or session.status is not Status.ACTIVE:
-        return _start(flow, event, now)
-    block = flow.blocks.get(session.block)
-    if block is None:
-        # The flow was edited and this block is gone from the version the session runs on.
-        return Step(
-            replace(session, status=Status.HANDED_OFF),
-            (Handoff(f"block '{session.block}' no longer exists", session.block),),
-            Outcome.BLOCK_GONE,
-            session.block,
-        )
-    if not block.buttons:
-        return Step(session, (), Outcome.NOT_WAITING, block.id)
-    ctx = _context(session.variables, event)
-    button = match_button(block.buttons, event)
-    if button is not None:
-        actions: list[Action] = []
-        if button.tags:
-            actions.append(AddLabels(button.tags, block.id))
-        moved = replace(session, misses=0)
-        if button.next_block is None:
-            moved = replace(moved, status=Status.COMPLETED)
-        else:
-            moved = _enter(flow, moved, button.next_block, ctx, actions)
-        return Step(moved, tuple(actions), Outcome.CHOSE, block.id, button.value)
-
-    said = normalize(_text(event))
-    if said in {normalize(w) for w in flow.keywords.handoff}:
-        return _handoff(
-            flow, session, block.id, "the customer asked for a human", Outcome.HANDOFF_WORD
-        )
-    if said in {normalize(w) for w in flow.keywords.restart}:
-        restarted = replace(session, misses=0, variables={})
-        actions = []
-        restarted = _enter(flow, restarted, flow.start, _context({}, event), actions)
-        return Step(restarted, tuple(actions), Outcome.RESTARTED, block.id)
-
-    misses = session.misses + 1
-    if misses >= MAX_MISSES:
-        return _handoff(
-            flow,
-            replace(session, misses=misses),
-            block.id,
-            f"no option matched {misses} times",
-            Outcome.MISSED,
-        )
-    question = render(block.message or "", ctx)
-    hint = f"{flow.messages.retry}\n\n{question}" if question else flow.messages.retry
-    return Step(
-        replace(session, misses=misses),
-        (SendOptions(hint, options(block), block.id),),
-        Outcome.MISSED,
-        block.id,
-    )
-
-
-def options(block: Block) -> tuple[Option, ...]:
-    return tuple(Option(b.text, b.value) for b in block.buttons)
-
-
-def match_button(buttons: Sequence[Button], event: Event) -> Button | None:
-    """Title (WhatsApp, Messenger), value (Telegram, LINE, widget) or position, case- and
-    accent-insensitively."""
-    match event:
-        case OptionSubmitted(value=value, title=title):
-            candidates = [value, title]
-        case CustomerMessage(text=text):
-            candidates = [text]
-        case _:
-            assert_never(event)
-    for said in (normalize(c) for c in candidates if c):
-        for button in buttons:
-            if said in (normalize(button.text), normalize(button.value)):
-                return button
-        if said.isdigit() and 1 <= int(said) <= len(buttons):
-            return buttons[int(said) - 1]
-    return None
-
-
-_PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][\w.]*)\s*\}\}")
-
-
-def render(template: str, context: Mapping[str, Any]) -> str:
-    """Fill `{{name}}` and `{{a.b}}` from the context; a missing name renders as nothing.
-
-    One pass over the flow's own text: values (customer text among them) are never re-read as
-    templates.
-    """
-
-    def value(match: re.Match[str]) -> str:
-        current: Any = context
-        for part in match.group(1).split("."):
-            if not isinstance(current, Mapping) or part not in current:
-                return ""
-            current = current[part]
-        return "" if current is None else str(current)
-
-    return _PLACEHOLDER.sub(value, template)
-
-
-def _start(flow: Flow, event: Event, now: datetime) -> Step:
-    session = Session(
-        flow=flow.name,
-        version=flow.version,
-        block=flow.start,
-        status=Status.ACTIVE,
-        variables={},
-        started_at=now,
-    )
-    said = normalize(_text(event))
-    if said and said in {normalize(w) for w in flow.keywords.handoff}:
-        return _handoff(flow, session, None, "the customer asked for a human", Outcome.HANDOFF_WORD)
-    actions: list[Action] = []
-    session = _enter(flow, session, flow.start, _context({}, event), actions)
-    return Step(session, tuple(actions), Outcome.STARTED, None)
-
-
-def _enter(
-    flow: Flow, session: Session, block_id: str, ctx: Mapping[str, Any], actions: list[Action]
-) -> Session:
-    """Enter blocks until one waits for the customer, hands off or ends the flow."""
-    seen: set[str] = set()
-    while True:
-        block = flow.blocks.get(block_id)
-        if block is None or block_id in seen:
-            # Validation forbids both; a stored old version is the only way here.
-            actions.append(Handoff(f"cannot enter block '{block_id}'", session.block))
-            return replace(session, status=Status.HANDED_OFF)
-        seen.add(block_id)
-        session = replace(session, block=block_id)
-        if block.tags:
-            actions.append(AddLabels(block.tags, block_id))
-        if block.message is not None:
-            text = render(block.message, ctx)
-            if block.buttons:
-                actions.append(SendOptions(text, options(block), block_id))
-            else:
-                actions.append(SendText(text, block_id))
-        if block.handoff:
-            actions.append(Handoff("the flow hands off here", block_id))
-            return replace(session, status=Status.HANDED_OFF)
-        if block.buttons:
-            return session
-        if block.next_block is None:
-            return replace(session, status=Status.COMPLETED)
-        block_id = block.next_block
-
-
-def _handoff(
-    flow: Flow, session: Session, block: str | None, reason: str, outcome: Outcome
-) -> Step:
-    at = block or session.block
-    actions = (SendText(flow.messages.handoff, at), Handoff(reason, at))
-    return Step(replace(session, status=Status.HANDED_OFF), actions, outcome, block)
-
-
-def _text(event: Event) -> str:
-    match event:
-        case CustomerMessage(text=text):
-            return text
-        case OptionSubmitted(title=title, value=value):
-            return title or value
-        case _:
-            assert_never(event)
-
-
-def _context(variables: Mapping[str, Any], event: Event) -> dict[str, Any]:
-    contact: Contact = event.contact
-    conversation: Conversation = event.conversation
+def snapshot(contact: Contact, conversation: Conversation) -> dict[str, Any]:
+    """What templates and conditions see as `contact.*` and `conversation.*` (JSON values)."""
     return {
-        **variables,
-        "nome": contact.name,
         "contact": {
             "id": contact.id,
             "name": contact.name,
@@ -294,7 +249,410 @@ def _context(variables: Mapping[str, Any], event: Event) -> dict[str, Any]:
         },
         "conversation": {
             "id": conversation.id,
+            "account_id": conversation.account_id,
             "inbox_id": conversation.inbox_id,
+            "channel": conversation.channel,
+            "labels": list(conversation.labels),
             "custom_attributes": dict(conversation.custom_attributes),
         },
     }
+
+
+def scope(session: Session) -> dict[str, Any]:
+    """The names templates and conditions see: the variables, `nome`, `contact`, `conversation`.
+
+    The contact and the conversation win over variables of the same name (flows.py forbids
+    such names, but a start's initial data may carry them).
+    """
+    contact = session.context.get("contact")
+    contact = contact if isinstance(contact, Mapping) else {}
+    conversation = session.context.get("conversation")
+    return {
+        **session.variables,
+        "nome": contact.get("name") or "",
+        "contact": contact,
+        "conversation": conversation if isinstance(conversation, Mapping) else {},
+    }
+
+
+def start(
+    flow: Flow,
+    now: datetime,
+    *,
+    variables: Mapping[str, Any] = _EMPTY,
+    context: Mapping[str, Any] = _EMPTY,
+) -> Step:
+    """Start `flow` with no customer event (a proactive start with its initial data)."""
+    turn = _Turn(flow, now)
+    session = turn.enter(_new_session(flow, now, variables, context), flow.start)
+    return turn.step(session, Outcome.STARTED, None)
+
+
+def step(flow: Flow, session: Session | None, event: Input, now: datetime) -> Step:
+    """Advance one conversation by one event."""
+    if isinstance(event, WebhookReply):
+        return _on_webhook(flow, session, event, now)
+    if isinstance(event, TimerFired):
+        return _on_timer(flow, session, event, now)
+    return _on_message(flow, session, event, now)
+
+
+def options(block: Block) -> tuple[Option, ...]:
+    return tuple(Option(b.text, b.value) for b in block.buttons)
+
+
+def match_button(
+    buttons: Sequence[Button], event: CustomerMessage | OptionSubmitted, *, positions: bool = True
+) -> Button | None:
+    """Title (WhatsApp, Messenger), value (Telegram, LINE, widget) or position, case- and
+    accent-insensitively. `positions=False` leaves "1", "2"... to a free-text input."""
+    candidates = [event.value, event.title] if isinstance(event, OptionSubmitted) else [event.text]
+    for said in (normalize(c) for c in candidates if c):
+        for button in buttons:
+            if said in (normalize(button.text), normalize(button.value)):
+                return button
+        if positions and said.isdigit() and 1 <= int(said) <= len(buttons):
+            return buttons[int(said) - 1]
+    return None
+
+
+def summary(flow: Flow, variables: Mapping[str, Any]) -> str:
+    """The captured answers for an agent: a title, then one line per answered input in the
+    flow's order; empty when no input was answered."""
+    lines = [
+        f"- {name}: {to_text(variables[name])}"
+        for name in captured_variables(flow)
+        if variables.get(name) is not None
+    ]
+    return "\n".join([SUMMARY_TITLE, *lines]) if lines else ""
+
+
+# --- the events ---------------------------------------------------------------------------
+
+
+def _on_message(
+    flow: Flow, session: Session | None, event: CustomerMessage | OptionSubmitted, now: datetime
+) -> Step:
+    context = snapshot(event.contact, event.conversation)
+    said = normalize(_text(event))
+    turn = _Turn(flow, now)
+    if session is None or session.status is not Status.ACTIVE:
+        fresh = _new_session(flow, now, _EMPTY, context)
+        if said and said in _words(flow.keywords.handoff):
+            session = turn.hand_off(fresh, flow.start, "the customer asked for a human")
+            return turn.step(session, Outcome.HANDOFF_WORD, None)
+        return turn.step(turn.enter(fresh, flow.start), Outcome.STARTED, None)
+    session = replace(session, context=context)
+    block = flow.blocks.get(session.block)
+    if block is None:
+        return _block_gone(session)
+    session = _restart_timers(flow, block, session, now)
+    button = match_button(block.buttons, event, positions=block.input is None)
+    if button is not None:
+        turn.labels(button.tags, block.id)
+        session = replace(session, misses=0)
+        if button.next_block is not None:
+            session = turn.enter(session, button.next_block)
+        else:
+            session = turn.done(session, block)
+        return turn.step(session, Outcome.CHOSE, block.id, button.value)
+    if said in _words(flow.keywords.handoff):
+        session = turn.hand_off(session, block.id, "the customer asked for a human")
+        return turn.step(session, Outcome.HANDOFF_WORD, block.id)
+    if said in _words(flow.keywords.restart):
+        session = replace(session, variables={}, inactive_at=_inactive_at(flow, now))
+        return turn.step(turn.enter(session, flow.start), Outcome.RESTARTED, block.id)
+    if block.input is not None:
+        answer = parse_answer(block.input.type, _text(event), block.input.pattern)
+        if answer is not None:
+            session = turn.accept(session, block, answer)
+            return turn.step(session, Outcome.ANSWERED, block.id)
+    if block.buttons or block.input is not None:
+        return turn.miss(session, block)
+    return turn.step(session, Outcome.NOT_WAITING, block.id)
+
+
+def _on_webhook(flow: Flow, session: Session | None, event: WebhookReply, now: datetime) -> Step:
+    if (
+        session is None
+        or session.status is not Status.ACTIVE
+        or session.waiting is not Waiting.WEBHOOK
+        or session.block != event.block
+    ):
+        return Step(session, (), Outcome.IGNORED, event.block)
+    block = flow.blocks.get(session.block)
+    if block is None:
+        return _block_gone(session)
+    spec = block.webhook
+    if spec is None:
+        return Step(session, (), Outcome.IGNORED, event.block)
+    turn = _Turn(flow, now)
+    if event.ok:
+        if spec.save_as is not None:
+            session = replace(session, variables={**session.variables, spec.save_as: event.data})
+        return turn.step(turn.done(session, block), Outcome.WEBHOOK_OK, block.id)
+    if spec.on_error is not None:
+        session = turn.enter(session, spec.on_error)
+    else:
+        status = f"status {event.status}" if event.status is not None else "no answer"
+        session = turn.hand_off(session, block.id, f"webhook failed: {event.error or status}")
+    return turn.step(session, Outcome.WEBHOOK_FAILED, block.id)
+
+
+def _on_timer(flow: Flow, session: Session | None, event: TimerFired, now: datetime) -> Step:
+    if session is None or session.status is not Status.ACTIVE:
+        return Step(session, (), Outcome.IGNORED, event.block)
+    turn = _Turn(flow, now)
+    if event.kind == "inactivity":
+        if session.inactive_at is None or now < session.inactive_at:
+            return Step(session, (), Outcome.IGNORED, event.block)
+        inactivity = flow.inactivity
+        if inactivity is not None and inactivity.message is not None:
+            turn.say(render(inactivity.message, scope(session)), session.block)
+        session = _stop(session, Status.ABANDONED)
+        return turn.step(session, Outcome.ABANDONED, session.block)
+    if session.block != event.block or session.timeout_at is None or now < session.timeout_at:
+        return Step(session, (), Outcome.IGNORED, event.block)
+    block = flow.blocks.get(session.block)
+    if block is None:
+        return _block_gone(session)
+    if block.timeout is None:
+        return Step(session, (), Outcome.IGNORED, event.block)
+    session = turn.enter(session, block.timeout.next_block)
+    return turn.step(session, Outcome.TIMED_OUT, block.id)
+
+
+# --- carrying out one event ---------------------------------------------------------------
+
+
+class _Turn:
+    """The actions decided while handling one event, and the moves that decide them."""
+
+    __slots__ = ("actions", "flow", "now")
+
+    def __init__(self, flow: Flow, now: datetime) -> None:
+        self.flow = flow
+        self.now = now
+        self.actions: list[Action] = []
+
+    def step(
+        self, session: Session, outcome: Outcome, block: str | None, choice: str | None = None
+    ) -> Step:
+        return Step(session, tuple(self.actions), outcome, block, choice)
+
+    def say(self, text: str, block: str) -> None:
+        self.actions.append(SendText(text, block))
+
+    def labels(self, labels: tuple[str, ...], block: str) -> None:
+        if labels:
+            self.actions.append(AddLabels(labels, block))
+
+    def enter(self, session: Session, block_id: str) -> Session:
+        """Enter blocks until one waits, hands off or ends the flow."""
+        seen: set[str] = set()
+        while True:
+            block = self.flow.blocks.get(block_id)
+            if block is None or block_id in seen:
+                # Validation forbids both; a stored old version is the only way here.
+                self.actions.append(Handoff(f"cannot enter block '{block_id}'", session.block))
+                return _stop(session, Status.HANDED_OFF)
+            seen.add(block_id)
+            session = replace(
+                session, block=block_id, misses=0, waiting=Waiting.NOTHING, timeout_at=None
+            )
+            if block.assign:
+                values = {k: render_value(v, scope(session)) for k, v in block.assign.items()}
+                session = replace(session, variables={**session.variables, **values})
+            self._announce(block, scope(session))
+            if block.handoff is not None:
+                return self._hand_off_block(session, block)
+            if block.end is not None:
+                if block.end.resolve:
+                    self.actions.append(Resolve(block.id))
+                return _stop(session, Status.COMPLETED)
+            if block.waits:
+                waiting = (
+                    Waiting.INPUT
+                    if block.input is not None
+                    else Waiting.BUTTONS
+                    if block.buttons
+                    else Waiting.WEBHOOK
+                )
+                deadline = self.now + block.timeout.after if block.timeout is not None else None
+                return replace(session, waiting=waiting, timeout_at=deadline)
+            target = _route(block, scope(session))
+            if target is None:
+                return _stop(session, Status.COMPLETED)
+            block_id = target
+
+    def _announce(self, block: Block, names: Mapping[str, Any]) -> None:
+        """A block's labels, message and webhook call, in that order."""
+        self.labels(block.tags, block.id)
+        if block.message is not None:
+            text = render(block.message, names)
+            if block.buttons:
+                self.actions.append(SendOptions(text, options(block), block.id))
+            else:
+                self.say(text, block.id)
+        if block.webhook is not None:
+            spec = block.webhook
+            self.actions.append(
+                CallWebhook(
+                    url=render(spec.url, names, escape=_url_part),
+                    method=spec.method,
+                    headers={
+                        k: render(v, names, escape=_header_part) for k, v in spec.headers.items()
+                    },
+                    body=render_value(spec.body, names),
+                    timeout=spec.timeout,
+                    retry=spec.retry,
+                    block=block.id,
+                )
+            )
+
+    def _hand_off_block(self, session: Session, block: Block) -> Session:
+        spec = block.handoff
+        assert spec is not None
+        if spec.team_id is not None or spec.assignee_id is not None:
+            self.actions.append(Assign(spec.team_id, spec.assignee_id, block.id))
+        note = render(spec.note, scope(session)) if spec.note is not None else ""
+        self._note(session, note, block.id)
+        self.actions.append(Handoff("the flow hands off here", block.id))
+        return _stop(session, Status.HANDED_OFF)
+
+    def _note(self, session: Session, note: str, block: str) -> None:
+        text = "\n\n".join(part for part in (note, summary(self.flow, session.variables)) if part)
+        if text:
+            self.actions.append(PrivateNote(text, block))
+
+    def hand_off(self, session: Session, block: str, reason: str) -> Session:
+        """The bot gives up on its own: it says so, leaves a note for the agent and hands off."""
+        self.say(self.flow.messages.handoff, block)
+        self._note(session, "", block)
+        self.actions.append(Handoff(reason, block))
+        return _stop(session, Status.HANDED_OFF)
+
+    def done(self, session: Session, block: Block) -> Session:
+        """The block is done: follow its first true condition, else, next_block, or end."""
+        target = _route(block, scope(session))
+        if target is None:
+            return _stop(session, Status.COMPLETED)
+        return self.enter(session, target)
+
+    def accept(self, session: Session, block: Block, answer: Any) -> Session:
+        assert block.input is not None
+        variables = {**session.variables, block.input.save_as: answer}
+        session = replace(session, variables=variables, misses=0)
+        target = block.save_to
+        if target is not None:
+            self.actions.append(SaveAttribute(target.scope, target.key, answer, block.id))
+            session = _remember_attribute(session, target.scope, target.key, answer)
+        return self.done(session, block)
+
+    def miss(self, session: Session, block: Block) -> Step:
+        limit = block.input.retries if block.input is not None else MAX_MISSES
+        misses = session.misses + 1
+        if misses >= limit:
+            if self.flow.fallback is not None:
+                session = self.enter(replace(session, misses=0), self.flow.fallback)
+                return self.step(session, Outcome.MISSED, block.id)
+            reason = (
+                f"the answer was not accepted {misses} times"
+                if block.input is not None
+                else f"no option matched {misses} times"
+            )
+            session = self.hand_off(replace(session, misses=misses), block.id, reason)
+            return self.step(session, Outcome.MISSED, block.id)
+        names = scope(session)
+        question = render(block.message, names) if block.message is not None else ""
+        if block.input is None:
+            hint = self.flow.messages.retry
+        elif block.input.error_message is not None:
+            hint = render(block.input.error_message, names)
+        else:
+            hint = DEFAULT_ERRORS[block.input.type]
+        text = f"{hint}\n\n{question}" if question else hint
+        if block.buttons:
+            self.actions.append(SendOptions(text, options(block), block.id))
+        else:
+            self.say(text, block.id)
+        return self.step(replace(session, misses=misses), Outcome.MISSED, block.id)
+
+
+def _route(block: Block, names: Mapping[str, Any]) -> str | None:
+    for condition in block.conditions:
+        if holds(condition.test, names):
+            return condition.next_block
+    return block.else_block or block.next_block
+
+
+def _new_session(
+    flow: Flow, now: datetime, variables: Mapping[str, Any], context: Mapping[str, Any]
+) -> Session:
+    return Session(
+        flow=flow.name,
+        version=flow.version,
+        block=flow.start,
+        status=Status.ACTIVE,
+        variables=dict(variables),
+        started_at=now,
+        inactive_at=_inactive_at(flow, now),
+        context=dict(context),
+    )
+
+
+def _inactive_at(flow: Flow, now: datetime) -> datetime | None:
+    return now + flow.inactivity.after if flow.inactivity is not None else None
+
+
+def _restart_timers(flow: Flow, block: Block, session: Session, now: datetime) -> Session:
+    """A customer message restarts the inactivity count and the current block's timeout."""
+    timeout_at = now + block.timeout.after if block.timeout is not None else session.timeout_at
+    return replace(session, inactive_at=_inactive_at(flow, now), timeout_at=timeout_at)
+
+
+def _stop(session: Session, status: Status) -> Session:
+    """The session is no longer active: it waits for nothing and has no deadlines."""
+    return replace(
+        session, status=status, waiting=Waiting.NOTHING, timeout_at=None, inactive_at=None
+    )
+
+
+def _block_gone(session: Session) -> Step:
+    # The flow was edited and this block is gone from the version the session runs on.
+    return Step(
+        _stop(session, Status.HANDED_OFF),
+        (Handoff(f"block '{session.block}' no longer exists", session.block),),
+        Outcome.BLOCK_GONE,
+        session.block,
+    )
+
+
+def _remember_attribute(
+    session: Session, scope_name: Literal["conversation", "contact"], key: str, value: Any
+) -> Session:
+    """The session's context with a custom attribute just saved, as Chatwoot will have it.
+
+    Only called while handling a Chatwoot event, so the context is a fresh `snapshot`.
+    """
+    part = dict(session.context[scope_name])
+    part["custom_attributes"] = {**part["custom_attributes"], key: value}
+    return replace(session, context={**session.context, scope_name: part})
+
+
+def _words(words: Sequence[str]) -> set[str]:
+    return {normalize(word) for word in words}
+
+
+def _text(event: CustomerMessage | OptionSubmitted) -> str:
+    return event.text if isinstance(event, CustomerMessage) else event.title or event.value
+
+
+def _url_part(value: str) -> str:
+    # a variable fills a part of the URL, never its structure: "/", "?", "&", "#" are escaped
+    return quote(value, safe="")
+
+
+def _header_part(value: str) -> str:
+    # a line break in a header value would start a new header
+    return " ".join(value.splitlines())

@@ -2,30 +2,47 @@
 
 from __future__ import annotations
 
+import re
 import textwrap
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from agentbot.answers import InputType
 from agentbot.errors import FlowError
+from agentbot.expressions import parse_expression
 from agentbot.flows import (
     Block,
     Button,
+    Condition,
+    EndSpec,
     Flow,
     GlobalWords,
+    HandoffSpec,
+    Inactivity,
+    InputSpec,
     Problem,
+    SaveTarget,
     Texts,
+    TimeoutSpec,
     Trigger,
+    WebhookSpec,
     _unique_slug,
+    captured_variables,
     check_flow_set,
+    exits,
     flow_from_definition,
+    flow_uses_contact_attributes,
     flow_version,
+    flow_warnings,
     parse_flow,
     slugify,
 )
+from agentbot.templates import parse_template
 
 FILE = "flows/teste.yaml"
 FLOWS_DIR = Path(__file__).parent.parent / "flows"
@@ -84,7 +101,7 @@ def test_valid_flow_builds_frozen_dataclasses_with_defaults() -> None:
         blocks={
             "inicio": Block(
                 id="inicio",
-                message="Olá {{nome}}! Quer continuar?",
+                message=parse_template("Olá {{nome}}! Quer continuar?"),
                 buttons=(
                     Button(text="Sim", value="sim", next_block="fim", tags=()),
                     Button(
@@ -96,11 +113,9 @@ def test_valid_flow_builds_frozen_dataclasses_with_defaults() -> None:
                 ),
                 next_block=None,
                 tags=("novo", "visitante"),
-                handoff=False,
+                handoff=None,
             ),
-            "fim": Block(
-                id="fim", message=None, buttons=(), next_block=None, tags=(), handoff=True
-            ),
+            "fim": Block(id="fim", handoff=HandoffSpec()),
         },
         keywords=GlobalWords(),
         messages=Texts(),
@@ -231,15 +246,184 @@ def test_yaml_anchors_aliases_and_merge_keys_are_understood() -> None:
             buttons:
               - &sim {text: Sim, next_block: fim}
           fim:
-            <<: {handoff: true}
+            <<: {next_block: inicio}
             message: *oi
             tags: *marcas
             buttons: [*sim]
         """
     )
     fim = parse_flow(text, FILE).blocks["fim"]
-    assert (fim.message, fim.tags, fim.handoff) == ("Oi!", ("novo",), True)
+    assert fim.message is not None
+    assert (fim.message.source, fim.tags, fim.next_block) == ("Oi!", ("novo",), "inicio")
     assert fim.buttons == (Button(text="Sim", value="sim", next_block="fim", tags=()),)
+
+
+FEATURES = yml(
+    """
+    fallback: ajuda
+    inactivity: {after: 1d, message: "Até mais, {{nome | first_name}}!"}
+    blocks:
+      idade:
+        set: {origem: whatsapp, tentativas: 0, lista: ["{{nome}}", 1]}
+        message: "Quantos anos você tem?"
+        input: {save_as: idade, type: number, error_message: "Digite só números.", retries: 3}
+        save_to: conversation.custom_attributes.idade
+        conditions:
+          - if: 'idade >= 18 and plano == "pro"'
+            next_block: crm
+        else: ajuda
+      crm:
+        webhook:
+          url: "https://crm.example/leads/{{idade}}"
+          method: put
+          headers: {Authorization: "Bearer abc", X-Nome: "{{nome}}"}
+          body: {email: "{{email}}", tags: [a, 1, true, null]}
+          timeout: 5s
+          save_as: crm
+          on_error: ajuda
+        next_block: espera
+      espera:
+        message: Ainda está aí?
+        buttons: [{text: Sim, next_block: idade}, {text: Não}]
+        timeout: {after: 1h30m, next_block: fim}
+      codigo:
+        message: Código?
+        input: {save_as: codigo, type: regex, pattern: 'AB\\d+'}
+        save_to: contact.custom_attributes.codigo
+        next_block: fim
+      de_novo:
+        message: Idade de novo?
+        input: {save_as: idade, type: number}
+        next_block: fim
+      ajuda:
+        message: Um atendente vai ajudar.
+        handoff: {team_id: 3, assignee_id: 7, note: "Cliente {{nome}}"}
+      fim:
+        end: {resolve: true}
+    """
+)
+
+
+def test_every_block_key_builds_its_model() -> None:
+    """input, save_to, set, conditions, else, webhook, timeout, handoff and end are parsed."""
+    flow = parse_flow(FEATURES, FILE)
+    blocks = flow.blocks
+    assert blocks["idade"] == Block(
+        id="idade",
+        message=parse_template("Quantos anos você tem?"),
+        input=InputSpec("idade", InputType.NUMBER, None, parse_template("Digite só números."), 3),
+        save_to=SaveTarget("conversation", "idade"),
+        assign={
+            "origem": parse_template("whatsapp"),
+            "tentativas": 0,
+            "lista": (parse_template("{{nome}}"), 1),
+        },
+        conditions=(Condition(parse_expression('idade >= 18 and plano == "pro"'), "crm"),),
+        else_block="ajuda",
+    )
+    assert blocks["crm"].webhook == WebhookSpec(
+        url=parse_template("https://crm.example/leads/{{idade}}"),
+        method="PUT",
+        headers={
+            "Authorization": parse_template("Bearer abc"),
+            "X-Nome": parse_template("{{nome}}"),
+        },
+        body={"email": parse_template("{{email}}"), "tags": (parse_template("a"), 1, True, None)},
+        timeout=5.0,
+        save_as="crm",
+        on_error="ajuda",
+        retry=True,
+    )
+    assert blocks["espera"].timeout == TimeoutSpec(timedelta(hours=1, minutes=30), "fim")
+    codigo = blocks["codigo"]
+    assert codigo.input == InputSpec("codigo", InputType.REGEX, re.compile(r"AB\d+"))
+    assert codigo.save_to == SaveTarget("contact", "codigo")
+    assert blocks["ajuda"].handoff == HandoffSpec(3, 7, parse_template("Cliente {{nome}}"))
+    assert blocks["fim"].end == EndSpec(resolve=True)
+    assert (flow.fallback, flow.inactivity) == (
+        "ajuda",
+        Inactivity(timedelta(days=1), parse_template("Até mais, {{nome | first_name}}!")),
+    )
+    assert [(b.id, b.waits, b.terminal) for b in blocks.values()] == [
+        ("idade", True, False),
+        ("crm", True, False),
+        ("espera", True, False),
+        ("codigo", True, False),
+        ("de_novo", True, False),
+        ("ajuda", False, True),
+        ("fim", False, True),
+    ]
+
+
+def test_flow_helpers_for_the_shell() -> None:
+    """Exits, captured variables and contact attributes are read off the model."""
+    flow = parse_flow(FEATURES, FILE)
+    assert {block_id: exits(block) for block_id, block in flow.blocks.items()} == {
+        "idade": (('idade >= 18 and plano == "pro"', "crm"), ("else", "ajuda")),
+        "crm": (("next", "espera"), ("error", "ajuda")),
+        "espera": (("Sim", "idade"), ("timeout", "fim")),
+        "codigo": (("next", "fim"),),
+        "de_novo": (("next", "fim"),),
+        "ajuda": (),
+        "fim": (),
+    }
+    assert captured_variables(flow) == ("idade", "codigo")
+    assert flow_uses_contact_attributes(flow)
+    assert not flow_uses_contact_attributes(parse_flow(VALID, FILE))
+
+
+def test_warnings_for_unreachable_blocks_and_silent_ends() -> None:
+    """check warns about blocks nothing leads to and answers that end the flow in silence."""
+    text = yml(
+        """
+        fallback: ajuda
+        blocks:
+          inicio:
+            message: Escolha
+            buttons: [{text: Sim, next_block: email}, {text: Não}]
+          email:
+            message: E-mail?
+            input: {save_as: email, type: email}
+            timeout: {after: 1h, next_block: crm}
+          crm:
+            webhook: {url: "https://crm.example"}
+          ajuda:
+            handoff: true
+          perdido:
+            message: Ninguém chega aqui
+            next_block: inicio
+        """
+    )
+    flow = parse_flow(text, FILE)
+    assert [str(problem) for problem in flow_warnings(flow, FILE)] == [
+        f"{FILE}:5: blocks.inicio.buttons[1]: choosing this button ends the flow without a"
+        " reply to the customer",
+        f"{FILE}:6: blocks.email: the flow ends after this block's answer without a reply to"
+        " the customer",
+        f"{FILE}:10: blocks.crm: the flow ends after this block's answer without a reply to"
+        " the customer",
+        f"{FILE}:14: blocks.perdido: no way leads to this block from the start",
+    ]
+    assert flow_warnings(parse_flow(example_text(), FILE), FILE) == []
+
+
+@pytest.mark.parametrize(
+    ("webhook", "method", "retry", "timeout"),
+    [
+        ("{url: 'https://x.example'}", "GET", True, 10.0),
+        ("{url: 'https://x.example', body: {a: 1}}", "POST", False, 10.0),
+        ("{url: 'https://x.example', method: delete, timeout: 2.5}", "DELETE", True, 2.5),
+        ("{url: 'https://x.example', method: PATCH, retry: true, timeout: 60}", "PATCH", True, 60),
+        ("{url: 'http://x.example:8080/a?b={{c}}', method: PUT, retry: false}", "PUT", False, 10),
+    ],
+    ids=["get-by-default", "post-with-a-body", "delete", "patch-retry-on", "put-retry-off"],
+)
+def test_webhook_defaults(webhook: str, method: str, retry: bool, timeout: float) -> None:
+    """method is GET, or POST with a body; retry defaults on for GET, PUT and DELETE."""
+    flow = parse_flow(f"blocks:\n  a:\n    webhook: {webhook}\n", FILE)
+    spec = flow.blocks["a"].webhook
+    assert spec is not None
+    assert (spec.method, spec.retry, spec.timeout) == (method, retry, timeout)
 
 
 def example_text() -> str:
@@ -254,12 +438,12 @@ def test_shipped_example_flow_is_valid() -> None:
     assert flow.trigger == Trigger(default=True, keywords=("comercial", "vendas"))
     first = flow.blocks[flow.start]
     assert first.message is not None
-    assert first.message.startswith("Olá {{nome}}!")
+    assert first.message.source.startswith("Olá {{nome}}!")
     no = first.buttons[1]
     assert (no.text, no.value, no.tags) == ("Não", "nao", ("lead_frio",))
     blocks = list(flow.blocks.values())
     assert any(len(block.buttons) >= 4 for block in blocks)
-    assert any(block.handoff and "lead_quente" in block.tags for block in blocks)
+    assert any(block.handoff is not None and "lead_quente" in block.tags for block in blocks)
     assert check_flow_set([("flows/fluxo_comercial.yaml", flow)]) == []
 
 
@@ -334,7 +518,7 @@ RULES = [
         """,
         [
             "1: (root): expected a mapping of flow keys (name, title, start, trigger, blocks,"
-            " keywords, messages), got a list"
+            " keywords, messages, fallback, inactivity), got a list"
         ],
         id="root-not-a-mapping",
     ),
@@ -513,7 +697,10 @@ RULES = [
             message: Oi
             handoff: "yes"
         """,
-        ["4: blocks.inicio.handoff: expected true or false, got the string 'yes'"],
+        [
+            "4: blocks.inicio.handoff: expected true, false or a mapping with team_id,"
+            " assignee_id, note, got the string 'yes'"
+        ],
         id="handoff-not-a-bool",
     ),
     pytest.param(
@@ -522,7 +709,10 @@ RULES = [
           inicio:
             handoff: "yes"
         """,
-        ["3: blocks.inicio.handoff: expected true or false, got the string 'yes'"],
+        [
+            "3: blocks.inicio.handoff: expected true, false or a mapping with team_id,"
+            " assignee_id, note, got the string 'yes'"
+        ],
         id="handoff-not-a-bool-alone-is-not-also-idle",
     ),
     pytest.param(
@@ -534,7 +724,8 @@ RULES = [
         """,
         [
             "2: blocks.inicio: expected a mapping of block keys (message, buttons, next_block,"
-            " tag, tags, handoff), got the string 'Oi'",
+            " tag, tags, input, save_to, set, conditions, else, webhook, handoff, end, timeout),"
+            " got the string 'Oi'",
             "3: blocks.1: block id 1 must be a string: quote it",
         ],
         id="block-not-a-mapping-and-id-not-a-string",
@@ -735,7 +926,522 @@ RULES = [
 ]
 
 
-@pytest.mark.parametrize(("text", "expected"), RULES)
+# --- the flow language: input, save_to, set, conditions, webhook, handoff, end, timeouts ------
+
+LANGUAGE_RULES = [
+    pytest.param(
+        """
+        blocks:
+          inicio:
+            message: Seu e-mail?
+            input: email
+        """,
+        [
+            "4: blocks.inicio.input: expected a mapping with save_as, type, pattern,"
+            " error_message, retries, got the string 'email'"
+        ],
+        id="input-not-a-mapping",
+    ),
+    pytest.param(
+        """
+        blocks:
+          inicio:
+            message: Seu e-mail?
+            input:
+              tipo: email
+        """,
+        [
+            "4: blocks.inicio.input.save_as: save_as is missing",
+            "5: blocks.inicio.input.tipo: unknown key 'tipo'",
+        ],
+        id="input-unknown-key-and-no-save-as",
+    ),
+    pytest.param(
+        """
+        blocks:
+          inicio:
+            message: Seu e-mail?
+            input: {save_as: 1email, type: emial}
+          outro:
+            message: Seu nome?
+            input: {save_as: nome, type: 3}
+          mais:
+            message: Sua idade?
+            input: {save_as: "", retries: 0}
+        """,
+        [
+            "4: blocks.inicio.input.save_as: '1email' is not a valid variable name:"
+            " use letters, digits and _, not starting with a digit",
+            "4: blocks.inicio.input.type: unknown input type 'emial' (did you mean 'email'?)",
+            "7: blocks.outro.input.save_as: 'nome' is a reserved name: choose another",
+            "7: blocks.outro.input.type: expected a string, got the number 3 (quote it)",
+            "10: blocks.mais.input.save_as: save_as is empty",
+            "10: blocks.mais.input.retries: expected a whole number of 1 or more, got the number 0",
+        ],
+        id="input-bad-values",
+    ),
+    pytest.param(
+        """
+        blocks:
+          inicio:
+            message: Código?
+            input: {save_as: codigo, type: regex}
+          outro:
+            message: Código?
+            input: {save_as: codigo, type: number, pattern: '\\d+'}
+          mais:
+            message: Código?
+            input: {save_as: codigo, type: regex, pattern: 'AB(\\d+', retries: true}
+          ultimo:
+            message: Código?
+            input: {save_as: codigo, type: regx, pattern: '\\d+'}
+        """,
+        [
+            "4: blocks.inicio.input.pattern: pattern is missing: type regex needs one",
+            "7: blocks.outro.input.pattern: pattern only applies to type: regex",
+            "10: blocks.mais.input.pattern: invalid pattern: missing ),"
+            " unterminated subpattern at column 3",
+            "10: blocks.mais.input.retries: expected a whole number of 1 or more, got true",
+            "13: blocks.ultimo.input.type: unknown input type 'regx' (did you mean 'regex'?)",
+        ],
+        id="input-patterns",
+    ),
+    pytest.param(
+        """
+        blocks:
+          inicio:
+            input: {save_as: email, type: email, pattern: "", error_message: "Oi {{nome"}
+        """,
+        [
+            "2: blocks.inicio.message: message is missing: the customer needs a question to answer",
+            "3: blocks.inicio.input.pattern: pattern is empty",
+            "3: blocks.inicio.input.error_message: '{{' is never closed at column 4",
+        ],
+        id="input-without-message",
+    ),
+    pytest.param(
+        """
+        blocks:
+          inicio:
+            message: Plano?
+            input: {save_as: plano}
+            save_to: contact.plano
+          outro:
+            message: Oi
+            save_to: conversation.custom_attributes.plano
+            next_block: inicio
+          mais:
+            message: Oi
+            input: {save_as: x}
+            save_to: [contact]
+        """,
+        [
+            "5: blocks.inicio.save_to: expected contact.custom_attributes.<key> or"
+            " conversation.custom_attributes.<key>, got 'contact.plano'",
+            "8: blocks.outro.save_to: save_to keeps the answer to the block's input,"
+            " and it has none",
+            "13: blocks.mais.save_to: expected a string, got a list",
+        ],
+        id="save-to",
+    ),
+    pytest.param(
+        """
+        blocks:
+          inicio:
+            message: Oi
+            set: [a, b]
+          outro:
+            message: Oi
+            set:
+              2x: um
+              contact: dois
+              ok: "{{nome | uper}}"
+              data: 2024-01-01
+              corpo: {1: um, lista: ["{{x"]}
+        """,
+        [
+            "4: blocks.inicio.set: expected a mapping of variable name to value, got a list",
+            "8: blocks.outro.set.2x: '2x' is not a valid variable name:"
+            " use letters, digits and _, not starting with a digit",
+            "9: blocks.outro.set.contact: 'contact' is a reserved name: choose another",
+            "10: blocks.outro.set.ok: unknown filter 'uper' (did you mean 'upper'?) at column 10",
+            "11: blocks.outro.set.data: expected text, a number, true, false, null, a list or"
+            " a mapping, got a date",
+            "12: blocks.outro.set.corpo.1: key 1 must be a string: quote it",
+            "12: blocks.outro.set.corpo.lista[0]: '{{' is never closed at column 1",
+        ],
+        id="set",
+    ),
+    pytest.param(
+        """
+        blocks:
+          idade:
+            message: Idade?
+            input: {save_as: idade, type: number}
+            conditions:
+              - if: 'idade >= 18 and'
+                next_block: adulto
+              - if: idade > 60
+                next_block: idso
+              - next_block: adulto
+              - if: 18
+              - idade
+            else: menorr
+          adulto:
+            message: Adulto
+          idoso:
+            message: Idoso
+          menor:
+            message: Menor
+        """,
+        [
+            "6: blocks.idade.conditions[0].if: expected a value at column 16",
+            "9: blocks.idade.conditions[1].next_block: unknown block 'idso'"
+            " (did you mean 'idoso'?)",
+            "10: blocks.idade.conditions[2].if: if is missing",
+            "11: blocks.idade.conditions[3].if: expected a string, got the number 18 (quote it)",
+            "11: blocks.idade.conditions[3].next_block: next_block is missing",
+            "12: blocks.idade.conditions[4]: expected a mapping with if, next_block,"
+            " got the string 'idade'",
+            "13: blocks.idade.else: unknown block 'menorr' (did you mean 'menor'?)",
+        ],
+        id="conditions",
+    ),
+    pytest.param(
+        """
+        blocks:
+          inicio:
+            message: Oi
+            input: {save_as: x}
+            conditions: {if: x, next_block: inicio}
+          outro:
+            message: Oi
+            input: {save_as: x}
+            conditions: []
+          mais:
+            message: Oi
+            input: {save_as: x}
+            conditions: [{if: 'x == 1', next_block: inicio, than: mais}]
+        """,
+        [
+            "5: blocks.inicio.conditions: expected a list of conditions, got a mapping",
+            "9: blocks.outro.conditions: conditions is empty: add a condition or remove the key",
+            "13: blocks.mais.conditions[0].than: unknown key 'than'",
+        ],
+        id="conditions-shape",
+    ),
+    pytest.param(
+        """
+        blocks:
+          inicio:
+            message: Oi
+            else: fim
+          meio:
+            message: Oi
+            conditions: [{if: 'true', next_block: fim}]
+            else: fim
+            next_block: fim
+          fim:
+            message: Tchau
+        """,
+        [
+            "4: blocks.inicio.else: else needs conditions: use next_block instead",
+            "9: blocks.meio.next_block: next_block is never used: the block has else",
+        ],
+        id="else",
+    ),
+    pytest.param(
+        """
+        blocks:
+          inicio:
+            webhook: https://crm.example/leads
+          outro:
+            webhook: {method: POST}
+          mais:
+            webhook: {url: "ftp://crm.example/x"}
+          base:
+            webhook: {url: "{{base}}/leads"}
+          host:
+            webhook: {url: "https://{{tenant}}.crm.example/leads"}
+          template:
+            webhook: {url: "https://crm.example/{{ id | lower('x') }}"}
+        """,
+        [
+            "3: blocks.inicio.webhook: expected a mapping with url, method, headers, body,"
+            " timeout, save_as, on_error, retry, got the string 'https://crm.example/leads'",
+            "5: blocks.outro.webhook.url: url is missing",
+            "7: blocks.mais.webhook.url: url must start with http:// or https:// and the host",
+            "9: blocks.base.webhook.url: url must start with http:// or https:// and the host",
+            "11: blocks.host.webhook.url: the scheme and host of a url must be written in the"
+            " flow, not taken from a variable",
+            "13: blocks.template.webhook.url: lower takes no value at column 34",
+        ],
+        id="webhook-url",
+    ),
+    pytest.param(
+        """
+        blocks:
+          inicio:
+            webhook:
+              url: https://crm.example/leads
+              method: PSOT
+              headers: {"Bad Header": x, X-Token: "", X-Id: 5, Authorization: "Bearer {{t"}
+              timeout: 0
+              save_as: contact
+              on_error: falah
+              retry: sim
+              body: {email: "{{email"}
+            next_block: falha
+          falha:
+            message: Falhou
+          outro:
+            webhook: {url: "https://crm.example", headers: [a], timeout: 61}
+            next_block: falha
+          mais:
+            webhook: {url: "https://crm.example", timeout: soon}
+            next_block: falha
+        """,
+        [
+            "5: blocks.inicio.webhook.method: unknown method 'PSOT' (did you mean 'POST'?)",
+            "6: blocks.inicio.webhook.headers.Bad Header: 'Bad Header' is not a valid header name",
+            "6: blocks.inicio.webhook.headers.X-Token: X-Token is empty",
+            "6: blocks.inicio.webhook.headers.X-Id: expected a string, got the number 5 (quote it)",
+            "6: blocks.inicio.webhook.headers.Authorization: '{{' is never closed at column 8",
+            "7: blocks.inicio.webhook.timeout: timeout must be more than 0 and at most 60 seconds",
+            "8: blocks.inicio.webhook.save_as: 'contact' is a reserved name: choose another",
+            "9: blocks.inicio.webhook.on_error: unknown block 'falah' (did you mean 'falha'?)",
+            "10: blocks.inicio.webhook.retry: expected true or false, got the string 'sim'",
+            "11: blocks.inicio.webhook.body.email: '{{' is never closed at column 1",
+            "16: blocks.outro.webhook.headers: expected a mapping of header name to value,"
+            " got a list",
+            "16: blocks.outro.webhook.timeout: timeout must be more than 0 and at most 60 seconds",
+            "19: blocks.mais.webhook.timeout: expected a duration like 30s, 10m, 2h or 1d,"
+            " got the string 'soon'",
+        ],
+        id="webhook-fields",
+    ),
+    pytest.param(
+        """
+        blocks:
+          inicio:
+            message: Escolha
+            buttons: [{text: Sim}]
+            webhook: {url: "https://crm.example"}
+          outro:
+            message: Oi
+            tag: x
+            timeout: {after: 10m, next_block: inicio}
+        """,
+        [
+            "5: blocks.inicio.webhook: a block waits for the customer (buttons, input) or for"
+            " a webhook, not both: move the webhook to a block of its own",
+            "9: blocks.outro.timeout: timeout is never used: the block does not wait for the"
+            " customer or a webhook",
+        ],
+        id="waiting-conflicts",
+    ),
+    pytest.param(
+        """
+        blocks:
+          inicio:
+            message: Oi
+            handoff: {team_id: "3", assignee_id: 0, note: "{{", equipe: 3}
+          outro:
+            message: Oi
+            end: sim
+          mais:
+            message: Oi
+            end: {resolve: sim, fechar: true}
+          ambos:
+            message: Oi
+            handoff: true
+            end: true
+        """,
+        [
+            "4: blocks.inicio.handoff.equipe: unknown key 'equipe'",
+            "4: blocks.inicio.handoff.team_id: expected an id (a positive whole number),"
+            " got the string '3'",
+            "4: blocks.inicio.handoff.assignee_id: expected an id (a positive whole number),"
+            " got the number 0",
+            "4: blocks.inicio.handoff.note: '{{' is never closed at column 1",
+            "7: blocks.outro.end: expected true, false or a mapping with resolve,"
+            " got the string 'sim'",
+            "10: blocks.mais.end.fechar: unknown key 'fechar'",
+            "10: blocks.mais.end.resolve: expected true or false, got the string 'sim'",
+            "14: blocks.ambos.end: a block cannot both hand off and end: keep one",
+        ],
+        id="handoff-and-end",
+    ),
+    pytest.param(
+        """
+        blocks:
+          inicio:
+            message: Oi
+            buttons: [{text: Sim}]
+            input: {save_as: x}
+            next_block: fim
+            conditions: [{if: x, next_block: fim}]
+            else: fim
+            timeout: {after: 1m, next_block: fim}
+            handoff: true
+          fim:
+            webhook: {url: "https://crm.example", save_as: crm, on_error: inicio}
+            end: {resolve: true}
+        """,
+        [
+            "4: blocks.inicio.buttons: buttons is never used: the block hands off",
+            "5: blocks.inicio.input: input is never used: the block hands off",
+            "6: blocks.inicio.next_block: next_block is never used: the block hands off",
+            "7: blocks.inicio.conditions: conditions is never used: the block hands off",
+            "8: blocks.inicio.else: else is never used: the block hands off",
+            "9: blocks.inicio.timeout: timeout is never used: the block hands off",
+            "12: blocks.fim.webhook.save_as: save_as is never used: the block ends right after"
+            " the call",
+            "12: blocks.fim.webhook.on_error: on_error is never used: the block ends right"
+            " after the call",
+        ],
+        id="nothing-after-handoff-or-end",
+    ),
+    pytest.param(
+        """
+        blocks:
+          inicio:
+            message: Oi
+            buttons: [{text: Sim}]
+            timeout: 10m
+          outro:
+            message: Oi
+            buttons: [{text: Sim}]
+            timeout: {after: 10 minutos}
+          mais:
+            message: Oi
+            buttons: [{text: Sim}]
+            timeout: {after: 0s, next_block: fimm, depois: 1}
+          ultimo:
+            message: Oi
+            buttons: [{text: Sim}]
+            timeout: {after: 30, next_block: inicio}
+          sem_prazo:
+            message: Oi
+            buttons: [{text: Sim}]
+            timeout: {next_block: inicio}
+        """,
+        [
+            "5: blocks.inicio.timeout: expected a mapping with after, next_block,"
+            " got the string '10m'",
+            "9: blocks.outro.timeout.after: expected a duration like 30s, 10m, 2h or 1d,"
+            " got the string '10 minutos'",
+            "9: blocks.outro.timeout.next_block: next_block is missing",
+            "13: blocks.mais.timeout.depois: unknown key 'depois'",
+            "13: blocks.mais.timeout.after: a duration must be more than zero",
+            "13: blocks.mais.timeout.next_block: unknown block 'fimm'",
+            "17: blocks.ultimo.timeout.after: expected a duration like 30s, 10m, 2h or 1d,"
+            " got the number 30",
+            "21: blocks.sem_prazo.timeout.after: after is missing",
+        ],
+        id="timeout",
+    ),
+    pytest.param(
+        """
+        fallback: ajdua
+        inactivity: 24h
+        blocks:
+          ajuda:
+            message: Oi
+        """,
+        [
+            "1: fallback: unknown block 'ajdua' (did you mean 'ajuda'?)",
+            "2: inactivity: expected a mapping with after, message, got the string '24h'",
+        ],
+        id="fallback-and-inactivity-shape",
+    ),
+    pytest.param(
+        """
+        inactivity:
+          message: "Tchau {{nome | first_name('x')}}"
+        blocks:
+          ajuda:
+            message: "Oi {{ }}"
+        """,
+        [
+            "1: inactivity.after: after is missing",
+            "2: inactivity.message: first_name takes no value at column 26",
+            "5: blocks.ajuda.message: expected a variable name at column 7",
+        ],
+        id="inactivity-fields-and-templates",
+    ),
+    pytest.param(
+        """
+        inactivity: {after: 1x}
+        blocks:
+          ajuda:
+            message: "Oi {{nome | default}}"
+        """,
+        [
+            "1: inactivity.after: expected a duration like 30s, 10m, 2h or 1d, got the string '1x'",
+            "4: blocks.ajuda.message: expected '(' after default at column 20",
+        ],
+        id="inactivity-bad-duration",
+    ),
+    pytest.param(
+        """
+        blocks:
+          inicio:
+            message: Oi
+            next_block: a
+          a:
+            set: {visto: true}
+            conditions:
+              - if: visto
+                next_block: b
+            else: inicio
+          b:
+            message: B
+            conditions:
+              - if: 'false'
+                next_block: fim
+            next_block: a
+          fim:
+            message: Fim
+        """,
+        [
+            "4: blocks.inicio.next_block: loops back to 'inicio' without waiting for the customer",
+            "9: blocks.a.conditions[0].next_block: loops back to 'a' without waiting for the"
+            " customer",
+        ],
+        id="loops-through-conditions-and-else",
+    ),
+    pytest.param(
+        """
+        blocks:
+          a:
+            message: A
+            next_block: b
+          b:
+            tag: b
+            conditions: [{if: x, next_block: a}]
+            next_block: a
+        """,
+        ["4: blocks.a.next_block: loops back to 'a' without waiting for the customer"],
+        id="loop-found-twice-reported-once",
+    ),
+    pytest.param(
+        """
+        blocks:
+          inicio:
+            end: false
+            handoff: false
+        """,
+        [
+            "2: blocks.inicio: block does nothing: give it a message, buttons, tags,"
+            " a next_block or handoff: true",
+        ],
+        id="end-false-does-nothing",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), RULES + LANGUAGE_RULES)
 def test_each_rule_reports_its_exact_message(text: str, expected: list[str]) -> None:
     """Each invalid flow names every problem as `file:line: path: message`."""
     assert problems_of(yml(text)) == [f"{FILE}:{line}" for line in expected]
@@ -900,8 +1606,12 @@ def test_version_depends_on_content_only(other: str, same: bool) -> None:
 
 @pytest.mark.parametrize(
     ("read", "name"),
-    [(lambda: VALID, "boas_vindas"), (example_text, "fluxo_comercial")],
-    ids=["small", "shipped-example"],
+    [
+        (lambda: VALID, "boas_vindas"),
+        (example_text, "fluxo_comercial"),
+        (lambda: FEATURES, "recursos"),
+    ],
+    ids=["small", "shipped-example", "every-feature"],
 )
 def test_flow_from_definition_round_trip(read: Callable[[], str], name: str) -> None:
     """A definition stored in the database builds the same flow as its file."""
