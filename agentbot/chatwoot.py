@@ -7,6 +7,7 @@ Every failure becomes `ChatwootUnavailable` (retry: connection errors, timeouts,
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -17,9 +18,16 @@ from agentbot.errors import ChatwootRejected, ChatwootUnavailable
 
 
 class ChatwootClient:
-    def __init__(self, http: httpx.AsyncClient, token: Secret) -> None:
+    """`token` is the Agent Bot's; `user_token`, when given, stands in where Chatwoot refuses
+    the bot's (labels before 4.14.2)."""
+
+    def __init__(
+        self, http: httpx.AsyncClient, token: Secret, user_token: Secret | None = None
+    ) -> None:
         self.http = http
         self.token = token
+        self.user_token = user_token
+        self._labels_token = token
 
     async def create_message(
         self, account_id: int, conversation_id: int, body: Mapping[str, Any]
@@ -29,7 +37,7 @@ class ChatwootClient:
         )
 
     async def labels(self, account_id: int, conversation_id: int) -> list[str]:
-        data = await self._request("GET", f"{_conv(account_id, conversation_id)}/labels")
+        data = await self._labels_request("GET", f"{_conv(account_id, conversation_id)}/labels")
         payload = data.get("payload")
         return [x for x in payload if isinstance(x, str)] if isinstance(payload, list) else []
 
@@ -37,7 +45,7 @@ class ChatwootClient:
         self, account_id: int, conversation_id: int, labels: Sequence[str]
     ) -> list[str]:
         """Chatwoot's POST replaces the whole set: pass the union you want."""
-        data = await self._request(
+        data = await self._labels_request(
             "POST", f"{_conv(account_id, conversation_id)}/labels", json={"labels": list(labels)}
         )
         payload = data.get("payload")
@@ -50,10 +58,114 @@ class ChatwootClient:
             "POST", f"{_conv(account_id, conversation_id)}/toggle_status", json={"status": status}
         )
 
-    async def _request(
+    async def assign(
+        self, account_id: int, conversation_id: int, body: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """`{"assignee_id": N}` or `{"team_id": N}`; assigning does not change the status."""
+        return await self._request(
+            "POST", f"{_conv(account_id, conversation_id)}/assignments", json=body
+        )
+
+    async def conversation_attributes(
+        self, account_id: int, conversation_id: int
+    ) -> dict[str, Any]:
+        data = await self._labels_request("GET", _conv(account_id, conversation_id))
+        current = data.get("custom_attributes")
+        return dict(current) if isinstance(current, Mapping) else {}
+
+    async def set_conversation_attributes(
+        self, account_id: int, conversation_id: int, attributes: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """Chatwoot replaces the whole hash: pass the merged attributes."""
+        return await self._request(
+            "POST",
+            f"{_conv(account_id, conversation_id)}/custom_attributes",
+            json={"custom_attributes": dict(attributes)},
+        )
+
+    async def update_contact(
+        self, account_id: int, contact_id: int, attributes: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """Contact attributes are merged by Chatwoot; only a user token may write them."""
+        if self.user_token is None:
+            raise ChatwootRejected(
+                401, "contact attributes need CHATWOOT_USER_TOKEN", method="PATCH", path="/contacts"
+            )
+        return await self._request(
+            "PATCH",
+            f"/api/v1/accounts/{account_id}/contacts/{contact_id}",
+            json={"custom_attributes": dict(attributes)},
+            token=self.user_token,
+        )
+
+    # --- administration, with an administrator's token (`agentbot register`) ----------------
+
+    async def server_info(self) -> dict[str, Any]:
+        """`GET /api` (no authentication): `version`, `queue_services`, `data_services`."""
+        return await self._request("GET", "/api")
+
+    async def profile(self) -> dict[str, Any]:
+        """The token's user, with the `accounts` it belongs to; a bot token is refused (401)."""
+        return await self._request("GET", "/api/v1/profile")
+
+    async def agent_bots(self, account_id: int) -> list[dict[str, Any]]:
+        data = await self._request("GET", f"/api/v1/accounts/{account_id}/agent_bots")
+        payload = data.get("payload")
+        return [b for b in payload if isinstance(b, dict)] if isinstance(payload, list) else []
+
+    async def create_agent_bot(self, account_id: int, body: Mapping[str, Any]) -> dict[str, Any]:
+        return await self._request(
+            "POST", f"/api/v1/accounts/{account_id}/agent_bots", json=dict(body)
+        )
+
+    async def update_agent_bot(
+        self, account_id: int, bot_id: int, body: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        return await self._request(
+            "PATCH", f"/api/v1/accounts/{account_id}/agent_bots/{bot_id}", json=dict(body)
+        )
+
+    async def inbox_agent_bot(self, account_id: int, inbox_id: int) -> dict[str, Any] | None:
+        """The agent bot connected to the inbox, or None."""
+        data = await self._request(
+            "GET", f"/api/v1/accounts/{account_id}/inboxes/{inbox_id}/agent_bot"
+        )
+        bot = data.get("agent_bot")
+        return bot if isinstance(bot, dict) and bot else None
+
+    async def set_inbox_agent_bot(self, account_id: int, inbox_id: int, bot_id: int | None) -> None:
+        """Connect the bot to the inbox (None disconnects the inbox's bot)."""
+        await self._request(
+            "POST",
+            f"/api/v1/accounts/{account_id}/inboxes/{inbox_id}/set_agent_bot",
+            json={"agent_bot": bot_id},
+        )
+
+    async def _labels_request(
         self, method: str, path: str, *, json: Mapping[str, Any] | None = None
     ) -> dict[str, Any]:
-        headers = {"api_access_token": self.token.reveal()}
+        try:
+            return await self._request(method, path, json=json, token=self._labels_token)
+        except ChatwootRejected as exc:
+            # Chatwoot < 4.14.2 answers a bot token 401 on labels: use the user token, from now on.
+            if (
+                exc.status_code != 401
+                or self.user_token is None
+                or self._labels_token is self.user_token
+            ):
+                raise
+            self._labels_token = self.user_token
+            return await self._request(method, path, json=json, token=self.user_token)
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Mapping[str, Any] | None = None,
+        token: Secret | None = None,
+    ) -> dict[str, Any]:
+        headers = {"api_access_token": (token or self.token).reveal()}
         try:
             response = await self.http.request(method, path, json=json, headers=headers)
         except httpx.TimeoutException as exc:
@@ -89,3 +201,16 @@ def _retry_after(value: str | None) -> float | None:
         return max(0.0, float(value))
     except ValueError:
         return None
+
+
+_VERSION = re.compile(r"\s*v?(\d+)\.(\d+)(?:\.(\d+))?")
+
+
+def parse_version(text: object) -> tuple[int, int, int] | None:
+    """`"4.14.2"` (as `GET /api` reports it) -> `(4, 14, 2)`; None when it is not a version."""
+    if not isinstance(text, str):
+        return None
+    found = _VERSION.match(text)
+    if found is None:
+        return None
+    return (int(found.group(1)), int(found.group(2)), int(found.group(3) or 0))

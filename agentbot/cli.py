@@ -1,4 +1,4 @@
-"""The `agentbot` command: serve, migrate, check.
+"""The `agentbot` command: serve, migrate, check, register, doctor.
 
 Each command reads the settings once, reports a bad one in one line, and exits non-zero on a
 problem. Errors are printed, never raised as tracebacks at the user.
@@ -18,8 +18,10 @@ from agentbot import logs
 from agentbot.catalog import load_flow_files
 from agentbot.config import Settings
 from agentbot.database import Database, open_database
+from agentbot.doctor import DoctorOptions, doctor_command
 from agentbot.errors import AgentbotError, ConfigError, FlowError
 from agentbot.migrate import migrate
+from agentbot.register import DEFAULT_NAME, RegisterOptions, register_command
 
 log = structlog.get_logger("agentbot.cli")
 
@@ -31,8 +33,63 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands.add_parser("migrate", help="apply the database migrations")
     check = commands.add_parser("check", help="validate flow files")
     check.add_argument("paths", nargs="*", type=Path, help="files or folders (default FLOWS_DIR)")
+    register = commands.add_parser(
+        "register",
+        help="create or update the Agent Bot in Chatwoot, connect it to inboxes "
+        "(needs CHATWOOT_USER_TOKEN, an administrator's); prints the env-workflows lines",
+    )
+    register.add_argument(
+        "--url",
+        required=True,
+        metavar="PUBLIC_WEBHOOK_URL",
+        help="where Chatwoot reaches agentbot, e.g. https://bot.example.com/webhooks/chatwoot",
+    )
+    register.add_argument(
+        "--inbox",
+        dest="inboxes",
+        type=int,
+        action="append",
+        required=True,
+        metavar="ID",
+        help="an inbox to connect the bot to (repeat for more)",
+    )
+    register.add_argument(
+        "--account", type=int, metavar="ID", help="default: the token's user's only account"
+    )
+    register.add_argument("--name", default=DEFAULT_NAME, help=f"default: {DEFAULT_NAME}")
+    doctor = commands.add_parser(
+        "doctor", help="check configuration, database, flows, Chatwoot and the token's rights"
+    )
+    doctor.add_argument(
+        "--account",
+        type=int,
+        metavar="ID",
+        help="the bot's Chatwoot account (default: the user token's only account, else 1)",
+    )
+    doctor.add_argument(
+        "--conversation",
+        type=int,
+        metavar="ID",
+        help="a real conversation (display id) to read, as the bot would (default: 0, "
+        "which Chatwoot never has)",
+    )
+    doctor.add_argument(
+        "--public-url",
+        metavar="URL",
+        help="agentbot's public URL, whose /health is fetched (default: the bot's URL in "
+        "Chatwoot, read with CHATWOOT_USER_TOKEN)",
+    )
     args = parser.parse_args(argv)
 
+    if args.command == "doctor":
+        # Before loading the settings: a bad setting is one of doctor's findings.
+        return doctor_command(
+            DoctorOptions(
+                account_id=args.account,
+                conversation_id=args.conversation,
+                public_url=args.public_url,
+            )
+        )
     try:
         settings = Settings.load()
     except ConfigError as exc:
@@ -44,6 +101,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return check_command(args.paths or [settings.flows_dir])
         if args.command == "migrate":
             return asyncio.run(migrate_command(settings))
+        if args.command == "register":
+            options = RegisterOptions(
+                webhook_url=args.url,
+                inboxes=tuple(args.inboxes),
+                account_id=args.account,
+                name=args.name,
+            )
+            return asyncio.run(register_command(settings, options))
         return serve_command(settings)
     except FlowError as exc:
         print(exc, file=sys.stderr)
@@ -76,7 +141,12 @@ def serve_command(settings: Settings) -> int:
     from agentbot.app import create_app
 
     # Validate before touching anything: one invalid flow stops the start, naming every problem.
-    flows = load_flow_files([settings.flows_dir]) if settings.flows_dir.is_dir() else []
+    user_token = settings.chatwoot_user_token is not None
+    flows = (
+        load_flow_files([settings.flows_dir], user_token=user_token)
+        if settings.flows_dir.is_dir()
+        else []
+    )
     db: Database = asyncio.run(_prepare(settings))
     try:
         log.info(

@@ -108,6 +108,13 @@ SIGN_IN: Final = {"errors": ["You need to sign in or sign up before continuing."
 INVALID_TOKEN: Final = {"error": "Invalid Access Token"}
 NOT_FOR_BOTS: Final = {"error": "Access to this endpoint is not authorized for bots"}
 NOT_YOUR_ACCOUNT: Final = {"error": "You are not authorized to access this account"}
+# RequestExceptionHandler: a Pundit refusal, e.g. an agent creating an agent bot (admins only).
+NOT_ALLOWED: Final = {"error": "You are not authorized to do this action"}
+
+# Served outside `ACCOUNT_PREFIX`. `GET /api` (ApiController#index: version and service health,
+# no authentication) is not in the OpenAPI document; `GET /api/v1/profile` is.
+SERVER_INFO_PATH: Final = "/api"
+PROFILE_PATH: Final = "/api/v1/profile"
 
 
 class OpenApiNotFound(FileNotFoundError):
@@ -489,7 +496,7 @@ class FakeChatwoot:
 
     The default state: account `account_id` ("Acme Support") with inbox `inbox_id` (WhatsApp),
     connected to agent bot `bot_id` whose access token is `bot_token`, and an administrator user
-    `user_id` whose access token is `user_token`.
+    `user_id` whose access token is `user_token`. `version` is what `GET /api` reports.
     """
 
     def __init__(
@@ -509,9 +516,11 @@ class FakeChatwoot:
         delay: float = 0.0,
         now: Callable[[], float] = time.monotonic,
         openapi: Path | None = None,
+        version: str = "4.15.1",
     ) -> None:
         self.api = OpenApi.load(openapi if openapi is not None else locate_openapi())
         self.account_id = account_id
+        self.version = version
         self.bot_token = bot_token
         self.user_token = user_token
         self.labels_for_bots = labels_for_bots
@@ -594,6 +603,27 @@ class FakeChatwoot:
             )
             for account in self._accounts.values():
                 account.member_user_ids.add(user_id)
+
+    def add_agent_bot(
+        self,
+        *,
+        name: str = "Bot",
+        account_id: int | None = None,
+        outgoing_url: str = "",
+    ) -> int:
+        """An agent bot of `account_id` (default the first account); returns its id. Its access
+        token and secret are random: read them with `agent_bots()`."""
+        with self._lock:
+            bot = _AgentBot(
+                id=self._take_id("bot"),
+                name=name,
+                account_id=account_id or self.account_id,
+                access_token=secrets.token_urlsafe(18),
+                secret=secrets.token_urlsafe(18),
+                outgoing_url=outgoing_url,
+            )
+            self._bots[bot.id] = bot
+            return bot.id
 
     def add_team(self, account_id: int, team_id: int, *, name: str = "Support") -> None:
         with self._lock:
@@ -885,6 +915,8 @@ class FakeChatwoot:
         raw: bytes,
         headers: Mapping[str, str],
     ) -> _Reply:
+        if (method, path) == ("GET", SERVER_INFO_PATH):
+            return _Reply(200, self._server_info())
         matched = self.api.match(method, path)
         if matched is None:
             self._violation(method, path, "no such operation in Chatwoot's OpenAPI document")
@@ -909,18 +941,18 @@ class FakeChatwoot:
         if bad_json:
             return _Reply(400, {"error": "There was an error parsing the JSON body"})
 
+        if (method, op.template) == ("GET", PROFILE_PATH):
+            return self._profile(headers)
         if not op.template.startswith(ACCOUNT_PREFIX + "/") and op.template != ACCOUNT_PREFIX:
             self._violation(method, path, f"{op.operation_id} is not implemented by FakeChatwoot")
             return _Reply(501, {"error": "not implemented by FakeChatwoot"})
         suffix = op.template.removeprefix(ACCOUNT_PREFIX)
 
         # Api::BaseController: token, then the bot allow-list, then the account.
-        token = headers.get("api_access_token") or headers.get("api-access-token") or ""
-        if not token.strip():
-            return _Reply(401, SIGN_IN)
-        actor = self._actor(token)
-        if actor is None:
-            return _Reply(401, INVALID_TOKEN)
+        actor, refusal = self._authenticate(headers)
+        if refusal is not None:
+            return refusal
+        assert actor is not None
         if actor.kind == "bot" and not self._bot_may(method, suffix):
             return _Reply(401, NOT_FOR_BOTS)
         account = self._accounts.get(int(raw_params["account_id"]))
@@ -946,6 +978,75 @@ class FakeChatwoot:
             return handler(call)
         except _HttpError as error:
             return error.reply
+
+    def _authenticate(self, headers: Mapping[str, str]) -> tuple[_Actor | None, _Reply | None]:
+        """The actor of the request's token, or the 401 Chatwoot answers."""
+        token = headers.get("api_access_token") or headers.get("api-access-token") or ""
+        if not token.strip():
+            return None, _Reply(401, SIGN_IN)
+        actor = self._actor(token)
+        if actor is None:
+            return None, _Reply(401, INVALID_TOKEN)
+        return actor, None
+
+    def _server_info(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "timestamp": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S"),
+            "queue_services": "ok",
+            "data_services": "ok",
+        }
+
+    def _profile(self, headers: Mapping[str, str]) -> _Reply:
+        # ProfilesController is an Api::BaseController outside the bot allow-list.
+        actor, refusal = self._authenticate(headers)
+        if refusal is not None:
+            return refusal
+        assert actor is not None
+        if actor.kind == "bot":
+            return _Reply(401, NOT_FOR_BOTS)
+        user = self._users[actor.id]
+        accounts = sorted(
+            (a for a in self._accounts.values() if user.id in a.member_user_ids),
+            key=lambda a: a.id,
+        )
+        # app/views/api/v1/models/_user.json.jbuilder
+        return _Reply(
+            200,
+            {
+                "access_token": user.access_token,
+                "account_id": accounts[0].id if accounts else None,
+                "available_name": user.name,
+                "avatar_url": "",
+                "confirmed": True,
+                "display_name": None,
+                "message_signature": None,
+                "email": user.email,
+                "id": user.id,
+                "inviter_id": None,
+                "name": user.name,
+                "provider": "email",
+                "pubsub_token": f"pubsub-{user.id}",
+                "role": user.role if accounts else None,
+                "ui_settings": {},
+                "uid": user.email,
+                "type": None,
+                "accounts": [
+                    {
+                        "id": a.id,
+                        "name": a.name,
+                        "status": "active",
+                        "active_at": None,
+                        "role": user.role,
+                        "permissions": [user.role],
+                        "availability": "online",
+                        "availability_status": "online",
+                        "auto_offline": True,
+                    }
+                    for a in accounts
+                ],
+            },
+        )
 
     def _actor(self, token: str) -> _Actor | None:
         for user in self._users.values():
@@ -1254,11 +1355,31 @@ class FakeChatwoot:
             raise _HttpError(404, NOT_FOUND)
         return bot
 
+    def _require_admin(self, call: _Call) -> None:
+        """AgentBotPolicy / InboxPolicy: creating, changing and connecting bots is for admins."""
+        if call.actor.kind != "user" or self._users[call.actor.id].role != "administrator":
+            raise _HttpError(401, NOT_ALLOWED)
+
+    def _bot_json_for(self, call: _Call, bot: _AgentBot) -> dict[str, Any]:
+        """The bot as this caller sees it: the access token only for a bot of the account, the
+        secret only for administrators and never for a system bot (chatwoot.md §4)."""
+        rendered = self._bot_json(bot)
+        if bot.account_id != call.account.id:
+            rendered.pop("access_token")
+        admin = call.actor.kind == "user" and self._users[call.actor.id].role == "administrator"
+        if not admin or bot.account_id is None or self._version() < (4, 13):
+            rendered.pop("secret")  # bots have secrets from 4.13 (WebhookSecretable)
+        return rendered
+
+    def _version(self) -> tuple[int, ...]:
+        return tuple(int(part) for part in re.findall(r"\d+", self.version)[:3])
+
     def _list_bots(self, call: _Call) -> _Reply:
         bots = [b for b in self._bots.values() if b.account_id in (None, call.account.id)]
-        return _Reply(200, [self._bot_json(b) for b in bots])
+        return _Reply(200, [self._bot_json_for(call, b) for b in bots])
 
     def _create_bot(self, call: _Call) -> _Reply:
+        self._require_admin(call)
         bot = _AgentBot(
             id=self._take_id("bot"),
             name=call.body.get("name") or "",
@@ -1268,15 +1389,16 @@ class FakeChatwoot:
         )
         self._apply_bot(bot, call.body)
         self._bots[bot.id] = bot
-        return _Reply(200, self._bot_json(bot))
+        return _Reply(200, self._bot_json_for(call, bot))
 
     def _show_bot(self, call: _Call) -> _Reply:
-        return _Reply(200, self._bot_json(self._bot_of(call)))
+        return _Reply(200, self._bot_json_for(call, self._bot_of(call)))
 
     def _update_bot(self, call: _Call) -> _Reply:
+        self._require_admin(call)
         bot = self._bot_of(call)
         self._apply_bot(bot, call.body)
-        return _Reply(200, self._bot_json(bot))
+        return _Reply(200, self._bot_json_for(call, bot))
 
     @staticmethod
     def _apply_bot(bot: _AgentBot, body: Mapping[str, Any]) -> None:
@@ -1289,6 +1411,7 @@ class FakeChatwoot:
             bot.thumbnail = body["avatar_url"] or ""
 
     def _delete_bot(self, call: _Call) -> _Reply:
+        self._require_admin(call)
         bot = self._bot_of(call)
         del self._bots[bot.id]
         for account in self._accounts.values():
@@ -1314,9 +1437,10 @@ class FakeChatwoot:
         inbox = self._inbox_of(call)
         bot = self._bots.get(inbox.agent_bot_id) if inbox.agent_bot_id is not None else None
         # UNVERIFIED in chatwoot.md: the shape with no bot connected; jbuilder gives {}.
-        return _Reply(200, {"agent_bot": self._bot_json(bot) if bot is not None else {}})
+        return _Reply(200, {"agent_bot": self._bot_json_for(call, bot) if bot is not None else {}})
 
     def _set_inbox_bot(self, call: _Call) -> _Reply:
+        self._require_admin(call)
         inbox = self._inbox_of(call)
         bot_id = call.body.get("agent_bot")
         if bot_id is None:
