@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import json
 import secrets
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,6 +35,7 @@ from agentbot.errors import AgentbotError, StoreError
 from agentbot.outbox import Outbox, RetryPolicy
 from agentbot.service import Service
 from agentbot.store import Store
+from agentbot.timers import Timers
 
 log = structlog.get_logger("agentbot.app")
 
@@ -43,6 +45,7 @@ POOL_TIMEOUT = 3.0  # answer 500 well inside Chatwoot's 5 s when the database is
 
 
 class State(TypedDict):
+    counts: Counter[tuple[str, str]]  # (event, what became of it), since the start
     service: Service
     store: Store
     outbox: Outbox
@@ -117,16 +120,23 @@ async def webhook(request: Request) -> Response:
         )
         if parsed.malformed:
             log.warning("webhook.malformed", reason=parsed.reason)
+            state["counts"][(parsed.event, "malformed")] += 1
         else:
             log.debug("webhook.ignored", reason=parsed.reason)
+            state["counts"][(parsed.event, "ignored")] += 1
         return JSONResponse({"status": "ignored", "reason": parsed.reason})
     event_name = str(payload.get("event"))
     structlog.contextvars.bind_contextvars(
         chatwoot_event=event_name, conversation_id=parsed.conversation.id
     )
-    handled = await state["service"].handle(
-        parsed, event_name=event_name, delivery_id=delivery_id, now=clock()
-    )
+    service = state["service"]
+    if isinstance(parsed, events.CustomerMessage | events.OptionSubmitted):
+        handled = await service.handle(
+            parsed, event_name=event_name, delivery_id=delivery_id, now=clock()
+        )
+    else:
+        handled = await service.notice(parsed, event_name=event_name, delivery_id=delivery_id)
+    state["counts"][(event_name, handled.result.value)] += 1
     log.info("webhook.handled", result=handled.result.value, actions=handled.actions)
     return JSONResponse({"status": handled.result.value})
 
@@ -144,6 +154,7 @@ async def health(request: Request) -> Response:
         "database": "ok",
         "chatwoot": "configured" if settings.chatwoot_configured else "not configured",
         "flows": sorted(state["service"].catalog.current),
+        "events": _counts(state["counts"]),
     }
     try:
         await state["store"].ping()
@@ -151,6 +162,13 @@ async def health(request: Request) -> Response:
         body.update(status="unavailable", database="unreachable", message=str(exc))
         return JSONResponse(body, status_code=503)
     return JSONResponse(body)
+
+
+def _counts(counts: Counter[tuple[str, str]]) -> dict[str, dict[str, int]]:
+    table: dict[str, dict[str, int]] = {}
+    for (event, result), n in sorted(counts.items()):
+        table.setdefault(event, {})[result] = n
+    return table
 
 
 async def on_store_error(request: Request, exc: Exception) -> Response:
@@ -174,6 +192,7 @@ def create_app(
     chatwoot_transport: httpx.AsyncBaseTransport | None = None,
     policy: RetryPolicy | None = None,
     poll_interval: float = 1.0,
+    timer_interval: float = 1.0,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     sync_flows: bool = True,
 ) -> Starlette:
@@ -190,12 +209,15 @@ def create_app(
         )
         await pool.open(wait=True, timeout=30)
         http: httpx.AsyncClient | None = None
-        worker: asyncio.Task[None] | None = None
+        webhooks = httpx.AsyncClient(timeout=10.0, follow_redirects=False)
+        tasks: list[asyncio.Task[None]] = []
         try:
             store = Store(pool)
             catalog = Catalog(store)
             if sync_flows:
-                await catalog.sync_files(settings.flows_dir)
+                await catalog.sync_files(
+                    settings.flows_dir, user_token=settings.chatwoot_user_token is not None
+                )
             else:
                 await catalog.reload()
             auth = await webhook_auth(settings, store)
@@ -206,22 +228,44 @@ def create_app(
                     timeout=httpx.Timeout(10.0, connect=5.0),
                     transport=chatwoot_transport,
                 )
-                client = ChatwootClient(http, settings.chatwoot_api_token)
+                client = ChatwootClient(
+                    http, settings.chatwoot_api_token, settings.chatwoot_user_token
+                )
             else:
                 log.warning(
                     "chatwoot.not_configured",
                     message="CHATWOOT_URL and CHATWOOT_API_TOKEN are not set: replies wait in "
                     "the outbox until they are",
                 )
-            outbox = Outbox(store, client, policy=policy, poll_interval=poll_interval)
-            service = Service(store, catalog, on_commit=outbox.wake)
-            worker = asyncio.create_task(outbox.run(), name="agentbot-outbox")
-            yield State(service=service, store=store, outbox=outbox, auth=auth, settings=settings)
+            service = Service(store, catalog)
+            outbox = Outbox(
+                store,
+                client,
+                policy=policy,
+                poll_interval=poll_interval,
+                clock=clock,
+                webhooks=webhooks,
+                on_reply=lambda tx, row, reply: service.resume(
+                    tx, row.account_id, row.conversation_id, reply, clock()
+                ),
+            )
+            service.on_commit = outbox.wake
+            timers = Timers(service, clock=clock, interval=timer_interval)
+            tasks.append(asyncio.create_task(outbox.run(), name="agentbot-outbox"))
+            tasks.append(asyncio.create_task(timers.run(), name="agentbot-timers"))
+            yield State(
+                counts=Counter(),
+                service=service,
+                store=store,
+                outbox=outbox,
+                auth=auth,
+                settings=settings,
+            )
         finally:
-            if worker is not None:
-                worker.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await worker
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await webhooks.aclose()
             if http is not None:
                 await http.aclose()
             await pool.close()

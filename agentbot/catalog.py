@@ -12,14 +12,25 @@ from pathlib import Path
 import structlog
 
 from agentbot.errors import FlowError
-from agentbot.flows import Flow, Problem, check_flow_set, flow_from_definition, parse_flow
+from agentbot.flows import (
+    Flow,
+    Problem,
+    check_flow_set,
+    flow_from_definition,
+    flow_uses_contact_attributes,
+    parse_flow,
+)
 from agentbot.store import Store
 
 log = structlog.get_logger("agentbot.catalog")
 
 
-def load_flow_files(paths: list[Path]) -> list[tuple[str, Flow]]:
-    """Parse every `*.yaml`/`*.yml` file under the paths; raise FlowError with every problem."""
+def load_flow_files(paths: list[Path], *, user_token: bool = True) -> list[tuple[str, Flow]]:
+    """Parse every `*.yaml`/`*.yml` file under the paths; raise FlowError with every problem.
+
+    Without `user_token` (CHATWOOT_USER_TOKEN unset), a flow saving contact attributes is a
+    problem too: the bot's own token cannot write them.
+    """
     files: list[Path] = []
     problems: list[Problem] = []
     for path in paths:
@@ -41,6 +52,20 @@ def load_flow_files(paths: list[Path]) -> list[tuple[str, Flow]]:
         except FlowError as exc:
             problems.extend(exc.problems)
     problems.extend(check_flow_set(flows))
+    if not user_token:
+        problems.extend(
+            Problem(
+                file,
+                flow.lines.get(f"blocks.{block.id}.save_to", 0),
+                f"blocks.{block.id}.save_to",
+                "contact attributes need CHATWOOT_USER_TOKEN (the bot's token may not write "
+                "contacts): set it in env-workflows",
+            )
+            for file, flow in flows
+            if flow_uses_contact_attributes(flow)
+            for block in flow.blocks.values()
+            if block.save_to is not None and block.save_to.scope == "contact"
+        )
     if problems:
         raise FlowError(problems)
     return flows
@@ -52,11 +77,15 @@ class Catalog:
         self.current: dict[str, Flow] = {}
         self._versions: dict[tuple[str, str], Flow] = {}
 
-    async def sync_files(self, flows_dir: Path) -> list[Flow]:
+    async def sync_files(self, flows_dir: Path, *, user_token: bool = True) -> list[Flow]:
         """Store each file's content as its flow's current version; new versions only on change."""
         # Reading a few small files at start-up: blocking the loop for it is harmless.
         present = flows_dir.is_dir()  # noqa: ASYNC240
-        flows = [flow for _, flow in load_flow_files([flows_dir])] if present else []
+        flows = (
+            [flow for _, flow in load_flow_files([flows_dir], user_token=user_token)]
+            if present
+            else []
+        )
         if not present:
             log.warning("flows.missing_dir", flows_dir=str(flows_dir))
         for flow in flows:

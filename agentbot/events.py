@@ -70,6 +70,48 @@ class OptionSubmitted:
 
 
 @dataclass(frozen=True, slots=True)
+class AgentMessage:
+    """A human agent wrote to the customer: the bot's turn in this conversation is over."""
+
+    conversation: Conversation
+    message_id: int
+    agent_id: int | None
+
+    @property
+    def dedupe_key(self) -> str:
+        return f"message:{self.message_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationChanged:
+    """A conversation event: its status, its assignee or another attribute changed."""
+
+    conversation: Conversation
+    status_changed: bool  # a transition to `conversation.status`, not just a mention of it
+    assignee_type: str | None  # "User", "AgentBot" or None
+    assignee_id: int | None
+    assigned: bool  # the assignee changed in this event
+
+    @property
+    def dedupe_key(self) -> None:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryFailed:
+    """The channel refused one of the bot's messages (`content_attributes.external_error`)."""
+
+    conversation: Conversation
+    message_id: int
+    error: str
+
+    @property
+    def dedupe_key(self) -> str:
+        # The failed message is updated again later (status, translations): act once.
+        return f"failed:{self.message_id}"
+
+
+@dataclass(frozen=True, slots=True)
 class Ignored:
     event: str
     reason: str
@@ -78,14 +120,23 @@ class Ignored:
     malformed: bool = False
 
 
-Event = CustomerMessage | OptionSubmitted
+Event = CustomerMessage | OptionSubmitted  # what the engine acts on
+Notice = AgentMessage | ConversationChanged | DeliveryFailed  # what changes who holds the chat
+CONVERSATION_EVENTS = (
+    "conversation_status_changed",
+    "conversation_updated",
+    "conversation_opened",
+    "conversation_resolved",
+)
+# Events that always mean the status changed (conversation_updated may be about anything).
+STATUS_EVENTS = ("conversation_status_changed", "conversation_opened", "conversation_resolved")
 
 
 class _Malformed(Exception):
     pass
 
 
-def parse(payload: object) -> Event | Ignored:
+def parse(payload: object) -> Event | Notice | Ignored:
     """Decide what an Agent Bot webhook payload means for the bot."""
     if not isinstance(payload, Mapping):
         return Ignored("?", "the body is not a JSON object", malformed=True)
@@ -97,8 +148,10 @@ def parse(payload: object) -> Event | Ignored:
             return _message_created(payload)
         if name == "message_updated":
             return _message_updated(payload)
+        if name in CONVERSATION_EVENTS:
+            return _conversation_changed(name, payload)
     except _Malformed as exc:
-        conv = payload.get("conversation")
+        conv = payload if name in CONVERSATION_EVENTS else payload.get("conversation")
         return Ignored(
             name,
             f"unexpected shape: {exc}",
@@ -109,16 +162,25 @@ def parse(payload: object) -> Event | Ignored:
     return Ignored(name, "event not handled")
 
 
-def _message_created(payload: Mapping[str, Any]) -> Event | Ignored:
+def _message_created(payload: Mapping[str, Any]) -> Event | Notice | Ignored:
     conversation = _conversation(payload)
+    sender = payload.get("sender")
+    sender_type = sender.get("type") if isinstance(sender, Mapping) else None
+    message_type = payload.get("message_type")
+    if message_type == "outgoing" and sender_type == "user" and payload.get("private") is not True:
+        # An agent answered the customer, whatever the status: humans hold the chat now.
+        return AgentMessage(
+            conversation=conversation,
+            message_id=_int(payload.get("id"), "id"),
+            agent_id=_maybe_int(sender.get("id")) if isinstance(sender, Mapping) else None,
+        )
     ignored = _gate(payload, conversation)
     if ignored is not None:
         return ignored
-    if payload.get("message_type") != "incoming":
-        return _ignored(payload, conversation, f"message_type {payload.get('message_type')!r}")
-    sender = payload.get("sender")
-    if isinstance(sender, Mapping) and sender.get("type") not in (None, "contact"):
-        return _ignored(payload, conversation, f"sender type {sender.get('type')!r}")
+    if message_type != "incoming":
+        return _ignored(payload, conversation, f"message_type {message_type!r}")
+    if sender_type not in (None, "contact"):
+        return _ignored(payload, conversation, f"sender type {sender_type!r}")
     content = payload.get("content")
     if content is not None and not isinstance(content, str):
         raise _Malformed("'content' is not a string")
@@ -135,9 +197,18 @@ def _message_created(payload: Mapping[str, Any]) -> Event | Ignored:
     )
 
 
-def _message_updated(payload: Mapping[str, Any]) -> Event | Ignored:
+def _message_updated(payload: Mapping[str, Any]) -> Event | Notice | Ignored:
     conversation = _conversation(payload)
     attributes = payload.get("content_attributes")
+    sender = payload.get("sender")
+    from_bot = isinstance(sender, Mapping) and sender.get("type") == "agent_bot"
+    failure = attributes.get("external_error") if isinstance(attributes, Mapping) else None
+    if from_bot and failure:
+        return DeliveryFailed(
+            conversation=conversation,
+            message_id=_int(payload.get("id"), "id"),
+            error=str(failure),
+        )
     submitted = attributes.get("submitted_values") if isinstance(attributes, Mapping) else None
     if payload.get("content_type") != "input_select" or not submitted:
         return _ignored(payload, conversation, "message update without submitted_values")
@@ -155,6 +226,26 @@ def _message_updated(payload: Mapping[str, Any]) -> Event | Ignored:
         message_id=_int(payload.get("id"), "id"),
         title=title if isinstance(title, str) else "",
         value=value if isinstance(value, str) else str(value) if value is not None else "",
+    )
+
+
+def _conversation_changed(name: str, payload: Mapping[str, Any]) -> ConversationChanged:
+    conversation = _conversation_of(payload, payload)
+    changed: set[str] = set()
+    raw = payload.get("changed_attributes")
+    if isinstance(raw, list):
+        for item in raw:
+            if isinstance(item, Mapping):
+                changed.update(str(k) for k in item)
+    meta = payload.get("meta")
+    assignee = meta.get("assignee") if isinstance(meta, Mapping) else None
+    assignee_type = meta.get("assignee_type") if isinstance(meta, Mapping) else None
+    return ConversationChanged(
+        conversation=conversation,
+        status_changed=name in STATUS_EVENTS or "status" in changed,
+        assignee_type=assignee_type if isinstance(assignee_type, str) else None,
+        assignee_id=_maybe_int(assignee.get("id")) if isinstance(assignee, Mapping) else None,
+        assigned="assignee_id" in changed,
     )
 
 
@@ -180,6 +271,10 @@ def _conversation(payload: Mapping[str, Any]) -> Conversation:
     conv = payload.get("conversation")
     if not isinstance(conv, Mapping):
         raise _Malformed("no 'conversation' object")
+    return _conversation_of(payload, conv)
+
+
+def _conversation_of(payload: Mapping[str, Any], conv: Mapping[str, Any]) -> Conversation:
     account_id = _maybe_int(_get(payload, "account", "id"))
     if account_id is None:
         account_id = _maybe_int(_get(conv, "account", "id"))

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, assert_never
 
+import httpx
 import structlog
 from tenacity import (
     AsyncRetrying,
@@ -25,12 +26,29 @@ from tenacity import (
     wait_random_exponential,
 )
 
+from agentbot import channels
 from agentbot.chatwoot import ChatwootClient
-from agentbot.engine import Action, AddLabels, Handoff, Option, SendOptions, SendText
+from agentbot.engine import (
+    Action,
+    AddLabels,
+    Assign,
+    CallWebhook,
+    Handoff,
+    Option,
+    PrivateNote,
+    Resolve,
+    SaveAttribute,
+    SendOptions,
+    SendText,
+    WebhookReply,
+)
 from agentbot.errors import ChatwootRejected, ChatwootUnavailable, StoreError
-from agentbot.store import Claim, Store
+from agentbot.store import Claim, OutboxRow, Store, Tx
 
 log = structlog.get_logger("agentbot.outbox")
+
+# What the service does with a webhook's answer: step the flow inside the claim's transaction.
+ReplyHandler = Callable[["Tx", "OutboxRow", WebhookReply], Awaitable[object]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +62,7 @@ class RetryPolicy:
     max_delay: float = 60.0
     give_up_after: float = 3600.0
     min_attempts: int = 10
+    flood_delay: float = 60.0  # Chatwoot counts messages per conversation per minute
 
     def next_delay(
         self, attempts: int, age_seconds: float, retry_after: float | None = None
@@ -69,6 +88,30 @@ def encode(action: Action) -> dict[str, Any]:
             return {"type": "labels", "labels": list(labels), "block": block}
         case Handoff(reason=reason, block=block):
             return {"type": "handoff", "reason": reason, "block": block}
+        case Assign(team_id=team_id, assignee_id=assignee_id, block=block):
+            return {
+                "type": "assign",
+                "team_id": team_id,
+                "assignee_id": assignee_id,
+                "block": block,
+            }
+        case PrivateNote(text=text, block=block):
+            return {"type": "note", "text": text, "block": block}
+        case Resolve(block=block):
+            return {"type": "resolve", "block": block}
+        case SaveAttribute(scope=scope, key=key, value=value, block=block):
+            return {"type": "attribute", "scope": scope, "key": key, "value": value, "block": block}
+        case CallWebhook() as call:
+            return {
+                "type": "webhook",
+                "url": call.url,
+                "method": call.method,
+                "headers": dict(call.headers),
+                "body": call.body,
+                "timeout": call.timeout,
+                "retry": call.retry,
+                "block": call.block,
+            }
         case _:
             assert_never(action)
 
@@ -85,7 +128,32 @@ def decode(data: Mapping[str, Any]) -> Action:
         return AddLabels(tuple(str(x) for x in data["labels"]), block)
     if kind == "handoff":
         return Handoff(str(data.get("reason") or ""), block)
+    if kind == "assign":
+        return Assign(_opt_int(data.get("team_id")), _opt_int(data.get("assignee_id")), block)
+    if kind == "note":
+        return PrivateNote(str(data["text"]), block)
+    if kind == "resolve":
+        return Resolve(block)
+    if kind == "attribute":
+        scope = data["scope"]
+        if scope not in ("conversation", "contact"):
+            raise ValueError(f"unknown attribute scope {scope!r}")
+        return SaveAttribute(scope, str(data["key"]), data.get("value"), block)
+    if kind == "webhook":
+        return CallWebhook(
+            url=str(data["url"]),
+            method=str(data["method"]),
+            headers={str(k): str(v) for k, v in dict(data.get("headers") or {}).items()},
+            body=data.get("body"),
+            timeout=float(data["timeout"]),
+            retry=bool(data["retry"]),
+            block=block,
+        )
     raise ValueError(f"unknown outbox action type {kind!r}")
+
+
+def _opt_int(value: object) -> int | None:
+    return None if value is None else int(str(value))
 
 
 class Outbox:
@@ -100,6 +168,8 @@ class Outbox:
         probe_interval: float = 5.0,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        webhooks: httpx.AsyncClient | None = None,
+        on_reply: ReplyHandler | None = None,
     ) -> None:
         self.store = store
         self.client = client
@@ -109,6 +179,8 @@ class Outbox:
         self.probe_interval = probe_interval
         self.sleep = sleep
         self.clock = clock
+        self.webhooks = webhooks
+        self.on_reply = on_reply
         self._wakeup = asyncio.Event()
         self._slots: set[asyncio.Task[None]] = set()
 
@@ -195,25 +267,51 @@ class Outbox:
             bound.error("outbox.dead", error=error)
             await claim.give_up(error=error, handoff=None)
             return
+        if isinstance(action, CallWebhook):
+            await self._call_webhook(claim, action)
+            return
         assert self.client is not None
         try:
-            result = await self._with_retries(
-                self.client, row.account_id, row.conversation_id, action
-            )
+            result = await self._with_retries(self.client, row, action)
         except ChatwootUnavailable as exc:
             age = (self.clock() - row.created_at).total_seconds()
             delay = self.policy.next_delay(row.attempts + 1, age, exc.retry_after)
             if delay is not None:
                 bound.info("outbox.retry", error=str(exc), attempts=row.attempts + 1, delay=delay)
-                await claim.reschedule(delay=delay, error=str(exc))
+                outage = exc.retry_after is None
+                await claim.reschedule(delay=delay, error=str(exc), outage=outage)
                 return
             await self._give_up(claim, action, f"gave up after {row.attempts + 1} attempts: {exc}")
             return
         except ChatwootRejected as exc:
+            if exc.status_code == 422 and "too many messages" in exc.body.lower():
+                # Chatwoot's flood guard (200 messages a minute in one conversation): wait for
+                # this conversation only; the others go on.
+                delay = self.policy.flood_delay
+                bound.warning("outbox.flood_guard", delay=delay, attempts=row.attempts + 1)
+                await claim.reschedule(delay=delay, error=str(exc))
+                return
             await self._give_up(claim, action, str(exc))
             return
         await claim.mark_sent(result)
         bound.info("outbox.sent", attempts=row.attempts + 1)
+
+    async def _call_webhook(self, claim: Claim, call: CallWebhook) -> None:
+        """Call the flow's external webhook; its answer steps the flow in this transaction."""
+        assert self.webhooks is not None, "create the Outbox with webhooks= to call webhooks"
+        assert self.on_reply is not None, "create the Outbox with on_reply= to call webhooks"
+        reply = await call_webhook(self.webhooks, call, sleep=self.sleep)
+        log.info(
+            "webhook_call.done",
+            outbox_id=claim.row.id,
+            conversation_id=claim.row.conversation_id,
+            ok=reply.ok,
+            status=reply.status,
+            error=reply.error,
+        )
+        await self.on_reply(claim.tx, claim.row, reply)
+        await claim.mark_sent({"ok": reply.ok, "status": reply.status, "error": reply.error})
+        self.wake()
 
     async def _give_up(self, claim: Claim, action: Action, error: str) -> None:
         handoff = None
@@ -234,7 +332,7 @@ class Outbox:
         )
 
     async def _with_retries(
-        self, client: ChatwootClient, account_id: int, conversation_id: int, action: Action
+        self, client: ChatwootClient, row: OutboxRow, action: Action
     ) -> dict[str, Any]:
         policy = self.policy
         retrying = AsyncRetrying(
@@ -247,12 +345,65 @@ class Outbox:
         )
         async for attempt in retrying:
             with attempt:
-                return await carry_out(client, account_id, conversation_id, action)
+                return await carry_out(
+                    client,
+                    row.account_id,
+                    row.conversation_id,
+                    action,
+                    row.channel,
+                    _opt_int(row.action.get("contact_id")),
+                )
         raise AssertionError("unreachable: tenacity reraises the last error")
 
 
+WEBHOOK_RETRIES = 2  # design §6: at most 2 quick retries, for idempotent calls only
+
+
+async def call_webhook(
+    http: httpx.AsyncClient,
+    call: CallWebhook,
+    *,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> WebhookReply:
+    """One external call as the flow describes it; the outcome as data, never an exception."""
+    tries = 1 + (WEBHOOK_RETRIES if call.retry else 0)
+    reply = WebhookReply(call.block, ok=False, status=None, data=None, error="not called")
+    for attempt in range(tries):
+        if attempt:
+            await sleep(0.2 * attempt)
+        try:
+            response = await http.request(
+                call.method,
+                call.url,
+                headers=dict(call.headers),
+                json=call.body if call.body is not None else None,
+                timeout=call.timeout,
+            )
+        except httpx.TimeoutException:
+            reply = WebhookReply(call.block, False, None, None, f"timed out after {call.timeout} s")
+            continue
+        except httpx.HTTPError as exc:
+            reply = WebhookReply(call.block, False, None, None, f"request failed: {exc!r}")
+            continue
+        try:
+            data: Any = response.json()
+        except ValueError:
+            data = response.text
+        if response.status_code >= 400:
+            error = f"answered {response.status_code}"
+            reply = WebhookReply(call.block, False, response.status_code, data, error)
+            continue
+        return WebhookReply(call.block, True, response.status_code, data)
+    return reply
+
+
 async def carry_out(
-    client: ChatwootClient, account_id: int, conversation_id: int, action: Action
+    client: ChatwootClient,
+    account_id: int,
+    conversation_id: int,
+    action: Action,
+    channel: str | None = None,
+    contact_id: int | None = None,
 ) -> dict[str, Any]:
     """One action, as Chatwoot's API wants it."""
     match action:
@@ -260,15 +411,13 @@ async def carry_out(
             body = {"content": text, "message_type": "outgoing", "private": False}
             return await client.create_message(account_id, conversation_id, body)
         case SendOptions(text=text, options=options):
-            items = [{"title": o.title, "value": o.value} for o in options]
-            body = {
-                "content": text,
-                "message_type": "outgoing",
-                "private": False,
-                "content_type": "input_select",
-                "content_attributes": {"items": items},
-            }
-            return await client.create_message(account_id, conversation_id, body)
+            pairs = [(o.title, o.value) for o in options]
+            first: dict[str, Any] | None = None
+            for body in channels.messages(channel, text, pairs):
+                answer = await client.create_message(account_id, conversation_id, body)
+                first = answer if first is None else first
+            assert first is not None
+            return first
         case AddLabels(labels=labels):
             # Chatwoot's POST replaces the set: add ours to what agents already put there.
             current = await client.labels(account_id, conversation_id)
@@ -278,5 +427,31 @@ async def carry_out(
             return {"labels": await client.set_labels(account_id, conversation_id, wanted)}
         case Handoff():
             return await client.toggle_status(account_id, conversation_id, "open")
+        case Resolve():
+            return await client.toggle_status(account_id, conversation_id, "resolved")
+        case Assign(team_id=team_id, assignee_id=assignee_id):
+            # Chatwoot takes one of the two per call; the team first, so that assigning the
+            # agent is the last word.
+            result: dict[str, Any] = {}
+            if team_id is not None:
+                result = await client.assign(account_id, conversation_id, {"team_id": team_id})
+            if assignee_id is not None:
+                body = {"assignee_id": assignee_id}
+                result = await client.assign(account_id, conversation_id, body)
+            return result
+        case PrivateNote(text=text):
+            body = {"content": text, "message_type": "outgoing", "private": True}
+            return await client.create_message(account_id, conversation_id, body)
+        case SaveAttribute(scope="conversation", key=key, value=value):
+            # Chatwoot's POST replaces the whole hash: merge with what is there.
+            attributes = await client.conversation_attributes(account_id, conversation_id)
+            merged = {**attributes, key: value}
+            return await client.set_conversation_attributes(account_id, conversation_id, merged)
+        case SaveAttribute(scope="contact", key=key, value=value):
+            if contact_id is None:
+                raise ChatwootRejected(0, "no contact id", method="PATCH", path="/contacts/?")
+            return await client.update_contact(account_id, contact_id, {key: value})
+        case SaveAttribute() | CallWebhook():
+            raise ValueError(f"not a Chatwoot action: {action!r}")
         case _:
             assert_never(action)

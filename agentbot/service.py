@@ -8,19 +8,38 @@ loses nothing.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 
 import structlog
 
-from agentbot import engine
+from agentbot import channels, engine
 from agentbot.catalog import Catalog
-from agentbot.engine import AddLabels, Handoff, SendOptions, SendText, Session, Status
-from agentbot.events import CustomerMessage, Event, OptionSubmitted
+from agentbot.engine import (
+    AddLabels,
+    CallWebhook,
+    Handoff,
+    PrivateNote,
+    SaveAttribute,
+    SendOptions,
+    SendText,
+    Session,
+    Status,
+)
+from agentbot.events import (
+    AgentMessage,
+    Conversation,
+    ConversationChanged,
+    CustomerMessage,
+    DeliveryFailed,
+    Event,
+    Notice,
+    OptionSubmitted,
+)
 from agentbot.flows import Flow
 from agentbot.outbox import encode
-from agentbot.store import NewSession, SessionRow, Store, Tx
+from agentbot.store import NewSession, SessionRow, SessionState, Store, Tx
 
 log = structlog.get_logger("agentbot.service")
 
@@ -30,6 +49,20 @@ class Result(StrEnum):
     DUPLICATE = "duplicate"
     NO_FLOW = "no_flow"
     QUIET = "quiet"
+    HUMANS = "humans"  # humans hold the conversation now: the bot stepped back
+    CLOSED = "closed"  # the session ended with the conversation's resolve (or a new pending)
+    RECORDED = "recorded"  # noted (a delivery failure, a change that needs nothing)
+
+
+@dataclass(frozen=True, slots=True)
+class Where:
+    """The Chatwoot conversation an event is about, as the rows need it."""
+
+    account_id: int
+    conversation_id: int
+    channel: str | None
+    inbox_id: int | None
+    contact_id: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,115 +101,284 @@ class Service:
             self.on_commit()
         return handled
 
+    async def notice(self, notice: Notice, *, event_name: str, delivery_id: str | None) -> Handled:
+        """Who holds the conversation changed, or the channel refused a message."""
+        conv = notice.conversation
+        async with self.store.transaction() as tx:
+            fresh = await tx.record_event(
+                delivery_id=delivery_id,
+                dedupe_key=notice.dedupe_key,
+                event=event_name,
+                account_id=conv.account_id,
+                conversation_id=conv.id,
+            )
+            if not fresh:
+                return Handled(Result.DUPLICATE)
+            await tx.lock_conversation(conv.account_id, conv.id)
+            row = await tx.latest_session(conv.account_id, conv.id)
+            handled = await self._notice(tx, row, notice)
+        if handled.actions:
+            self.on_commit()
+        return handled
+
+    async def _notice(self, tx: Tx, row: SessionRow | None, notice: Notice) -> Handled:
+        conv = notice.conversation
+        running = row is not None and row.status == Status.ACTIVE
+        held = row is not None and row.status == Status.HANDED_OFF
+        match notice:
+            case AgentMessage():
+                if row is None or not running:
+                    return Handled(Result.RECORDED)
+                # An agent wrote: the bot steps back, and hands off if Chatwoot still shows
+                # the conversation as the bot's.
+                actions: tuple[Handoff, ...] = ()
+                if conv.status == "pending":
+                    actions = (Handoff("an agent replied", row.current_block),)
+                return await self._takeover(tx, row, conv, "agent_replied", actions)
+            case ConversationChanged(status_changed=True) if conv.status == "resolved":
+                if row is None or not (running or held):
+                    return Handled(Result.RECORDED)
+                return await self._close(tx, row, conv, "resolved")
+            case ConversationChanged(status_changed=True) if conv.status == "pending":
+                # Set back to the bot after humans had it: the next message starts over.
+                if row is None or not held:
+                    return Handled(Result.RECORDED)
+                return await self._close(tx, row, conv, "pending_again")
+            case ConversationChanged(status_changed=True) if conv.status == "open" and running:
+                assert row is not None
+                return await self._takeover(tx, row, conv, "opened", ())
+            case ConversationChanged(assigned=True, assignee_type="User") if running:
+                assert row is not None
+                return await self._takeover(tx, row, conv, "assigned", ())
+            case ConversationChanged():
+                return Handled(Result.RECORDED)
+            case DeliveryFailed(message_id=message_id, error=error):
+                return await self._delivery_failed(tx, row, conv, message_id, error)
+
+    async def _takeover(
+        self,
+        tx: Tx,
+        row: SessionRow,
+        conv: Conversation,
+        kind: str,
+        actions: tuple[Handoff, ...],
+    ) -> Handled:
+        await tx.set_session_status(row.id, Status.HANDED_OFF)
+        await tx.insert_interaction(
+            session_id=row.id,
+            account_id=conv.account_id,
+            conversation_id=conv.id,
+            direction="in",
+            kind=kind,
+            block=row.current_block,
+        )
+        where = Where(conv.account_id, conv.id, conv.channel, conv.inbox_id, row.contact_id)
+        await self._queue(tx, row.id, where, actions)
+        log.info("session.humans", reason=kind, flow=row.flow_name, block=row.current_block)
+        return Handled(Result.HUMANS, len(actions), row.flow_name)
+
+    async def _close(self, tx: Tx, row: SessionRow, conv: Conversation, kind: str) -> Handled:
+        await tx.set_session_status(row.id, "closed")
+        await tx.insert_interaction(
+            session_id=row.id,
+            account_id=conv.account_id,
+            conversation_id=conv.id,
+            direction="in",
+            kind=kind,
+            block=row.current_block,
+        )
+        log.info("session.closed", reason=kind, flow=row.flow_name, block=row.current_block)
+        return Handled(Result.CLOSED, 0, row.flow_name)
+
+    async def _delivery_failed(
+        self, tx: Tx, row: SessionRow | None, conv: Conversation, message_id: int, error: str
+    ) -> Handled:
+        sent = await tx.sent_message(conv.account_id, message_id)
+        if sent is None:
+            log.warning("delivery.failed_unknown", message_id=message_id, error=error[:200])
+            return Handled(Result.RECORDED)
+        await tx.record_error(sent.id, error)
+        log.warning("delivery.failed", message_id=message_id, block=sent.block, error=error[:200])
+        # The customer never saw the question the session waits on: humans must take over.
+        if (
+            row is not None
+            and row.status == Status.ACTIVE
+            and row.id == sent.session_id
+            and sent.block == row.current_block
+        ):
+            reason = f"the channel refused the question: {error[:150]}"
+            return await self._takeover(
+                tx, row, conv, "delivery_failed", (Handoff(reason, row.current_block),)
+            )
+        return Handled(Result.RECORDED)
+
+    async def _queue(
+        self,
+        tx: Tx,
+        session_id: int | None,
+        where: Where,
+        actions: tuple[engine.Action, ...],
+    ) -> None:
+        for action in actions:
+            data = encode(action)
+            if isinstance(action, SaveAttribute) and action.scope == "contact":
+                data["contact_id"] = where.contact_id
+            outbox_id = await tx.enqueue(
+                account_id=where.account_id,
+                conversation_id=where.conversation_id,
+                session_id=session_id,
+                action=data,
+                channel=where.channel,
+            )
+            await tx.insert_interaction(
+                session_id=session_id,
+                account_id=where.account_id,
+                conversation_id=where.conversation_id,
+                direction="out",
+                kind=_kind(action),
+                block=action.block,
+                content=_content(action),
+                labels=action.labels if isinstance(action, AddLabels) else None,
+                outbox_id=outbox_id,
+            )
+
     async def _step(self, tx: Tx, row: SessionRow | None, event: Event, now: datetime) -> Handled:
         conv = event.conversation
-        session: Session | None = None
-        flow: Flow | None = None
-        if row is not None and row.status in (Status.ACTIVE, Status.HANDED_OFF):
-            if row.status == Status.HANDED_OFF:
-                # Humans hold this conversation (or will as soon as the handoff is delivered).
-                return Handled(Result.QUIET, flow=row.flow_name)
+        where = Where(conv.account_id, conv.id, conv.channel, conv.inbox_id, event.contact.id)
+        if row is not None and row.status == Status.HANDED_OFF:
+            # Humans hold this conversation (or will as soon as the handoff is delivered).
+            return Handled(Result.QUIET, flow=row.flow_name)
+        if row is not None and row.status == Status.ACTIVE:
+            flow = await self._flow_of(tx, row, where)
+            if flow is None:
+                return Handled(Result.ACTED, 1, row.flow_name)
             session = _session(row)
-            flow = await self.catalog.version(row.flow_name, row.flow_version)
-            if flow is None:
-                log.error(
-                    "session.flow_gone",
-                    flow=row.flow_name,
-                    version=row.flow_version,
-                    conversation_id=conv.id,
-                )
-                return await self._save(
-                    tx,
-                    row,
-                    event,
-                    engine.Step(
-                        Session(
-                            row.flow_name, row.flow_version, row.current_block, Status.HANDED_OFF
-                        ),
-                        (Handoff(f"flow version {row.flow_version} is gone", row.current_block),),
-                        engine.Outcome.BLOCK_GONE,
-                        row.current_block,
-                    ),
-                )
+            if isinstance(event, CustomerMessage):
+                event = _expand_reply(flow, session, event)
+            result = engine.step(flow, session, event, now)
+            return await self._save(tx, row, where, result, event=event)
+        chosen = engine.choose_flow(
+            list(self.catalog.current.values()), conv.inbox_id, _said(event)
+        )
+        if chosen is None:
+            log.warning("session.no_flow", inbox_id=conv.inbox_id, conversation_id=conv.id)
+            return Handled(Result.NO_FLOW)
+        result = engine.step(chosen, None, event, now)
+        return await self._save(tx, None, where, result, event=event)
+
+    async def resume(
+        self,
+        tx: Tx,
+        account_id: int,
+        conversation_id: int,
+        event: engine.WebhookReply | engine.TimerFired,
+        now: datetime,
+    ) -> Handled:
+        """Step the conversation's session with an event of our own (a webhook's answer, a
+        timer), inside the caller's transaction."""
+        await tx.lock_conversation(account_id, conversation_id)
+        row = await tx.latest_session(account_id, conversation_id)
+        if row is None or row.status != Status.ACTIVE:
+            return Handled(Result.QUIET)
+        where = Where(account_id, conversation_id, row.channel, row.inbox_id, row.contact_id)
+        flow = await self._flow_of(tx, row, where)
         if flow is None:
-            flow = engine.choose_flow(
-                list(self.catalog.current.values()), conv.inbox_id, _said(event)
-            )
-            if flow is None:
-                log.warning("session.no_flow", inbox_id=conv.inbox_id, conversation_id=conv.id)
-                return Handled(Result.NO_FLOW)
-            row = None
-        result = engine.step(flow, session, event, now)
+            return Handled(Result.ACTED, 1, row.flow_name)
+        result = engine.step(flow, _session(row), event, now)
+        return await self._save(tx, row, where, result, event=None)
+
+    async def fire_timer(self, account_id: int, conversation_id: int, now: datetime) -> Handled:
+        """Fire the session's due deadline, if it still is due (another replica may have)."""
+        async with self.store.transaction() as tx:
+            await tx.lock_conversation(account_id, conversation_id)
+            row = await tx.latest_session(account_id, conversation_id)
+            if row is None or row.status != Status.ACTIVE:
+                return Handled(Result.QUIET)
+            if row.timeout_at is not None and row.timeout_at <= now:
+                event = engine.TimerFired("timeout", row.current_block)
+            elif row.inactive_at is not None and row.inactive_at <= now:
+                event = engine.TimerFired("inactivity", row.current_block)
+            else:
+                return Handled(Result.QUIET)
+            handled = await self.resume(tx, account_id, conversation_id, event, now)
+        log.info("timer.fired", kind=event.kind, conversation_id=conversation_id)
+        if handled.actions:
+            self.on_commit()
+        return handled
+
+    async def _flow_of(self, tx: Tx, row: SessionRow, where: Where) -> Flow | None:
+        """The flow version the session runs on; when it is gone, the session is handed off."""
+        flow = await self.catalog.version(row.flow_name, row.flow_version)
+        if flow is not None:
+            return flow
+        log.error(
+            "session.flow_gone",
+            flow=row.flow_name,
+            version=row.flow_version,
+            conversation_id=row.conversation_id,
+        )
+        await tx.set_session_status(row.id, Status.HANDED_OFF)
+        reason = f"flow {row.flow_name} version {row.flow_version} is gone"
+        await self._queue(tx, row.id, where, (Handoff(reason, row.current_block),))
+        return None
+
+    async def _save(
+        self,
+        tx: Tx,
+        row: SessionRow | None,
+        where: Where,
+        result: engine.Step,
+        *,
+        event: Event | None,
+    ) -> Handled:
+        new = result.session
+        assert new is not None
         if result.outcome is engine.Outcome.BLOCK_GONE:
             log.error(
                 "session.block_gone",
-                flow=flow.name,
-                version=flow.version,
+                flow=new.flow,
+                version=new.version,
                 block=result.block,
-                conversation_id=conv.id,
+                conversation_id=where.conversation_id,
             )
-        return await self._save(tx, row, event, result)
-
-    async def _save(
-        self, tx: Tx, row: SessionRow | None, event: Event, result: engine.Step
-    ) -> Handled:
-        conv = event.conversation
-        new = result.session
-        assert new is not None
+        state = SessionState(
+            current_block=new.block,
+            variables=new.variables,
+            status=new.status,
+            misses=new.misses,
+            waiting=new.waiting,
+            timeout_at=new.timeout_at,
+            inactive_at=new.inactive_at,
+            context=new.context,
+        )
         if row is None:
             session_id = await tx.insert_session(
                 NewSession(
-                    account_id=conv.account_id,
-                    conversation_id=conv.id,
-                    contact_id=event.contact.id,
-                    inbox_id=conv.inbox_id,
-                    channel=conv.channel,
+                    account_id=where.account_id,
+                    conversation_id=where.conversation_id,
+                    contact_id=where.contact_id,
+                    inbox_id=where.inbox_id,
+                    channel=where.channel,
                     flow_name=new.flow,
                     flow_version=new.version,
-                    current_block=new.block,
-                    variables=new.variables,
-                    status=new.status,
-                    misses=new.misses,
+                    state=state,
                 )
             )
         else:
             session_id = row.id
-            await tx.update_session(
-                session_id,
-                current_block=new.block,
-                variables=new.variables,
-                status=new.status,
-                misses=new.misses,
-            )
+            await tx.update_session(session_id, state)
         await tx.insert_interaction(
             session_id=session_id,
-            account_id=conv.account_id,
-            conversation_id=conv.id,
+            account_id=where.account_id,
+            conversation_id=where.conversation_id,
             direction="in",
             kind=result.outcome.value,
             block=result.block,
-            content=_said(event),
+            content=None if event is None else _said(event),
             choice=result.choice,
-            message_id=event.message_id,
+            message_id=None if event is None else event.message_id,
         )
-        for action in result.actions:
-            outbox_id = await tx.enqueue(
-                account_id=conv.account_id,
-                conversation_id=conv.id,
-                session_id=session_id,
-                action=encode(action),
-            )
-            await tx.insert_interaction(
-                session_id=session_id,
-                account_id=conv.account_id,
-                conversation_id=conv.id,
-                direction="out",
-                kind=_kind(action),
-                block=action.block,
-                content=action.text if isinstance(action, SendText | SendOptions) else None,
-                labels=action.labels if isinstance(action, AddLabels) else None,
-                outbox_id=outbox_id,
-            )
+        await self._queue(tx, session_id, where, result.actions)
         log.info(
             "session.stepped",
             flow=new.flow,
@@ -188,6 +390,16 @@ class Service:
         return Handled(Result.ACTED, len(result.actions), new.flow)
 
 
+def _expand_reply(flow: Flow, session: Session, event: CustomerMessage) -> CustomerMessage:
+    """A title shortened for the channel (WhatsApp's 20/24 characters) is the full title."""
+    block = flow.blocks.get(session.block)
+    if block is None or not block.buttons:
+        return event
+    titles = [b.text for b in block.buttons]
+    full = channels.expand_reply(event.conversation.channel, event.text, titles)
+    return event if full == event.text else replace(event, text=full)
+
+
 def _session(row: SessionRow) -> Session:
     return Session(
         flow=row.flow_name,
@@ -197,6 +409,10 @@ def _session(row: SessionRow) -> Session:
         variables=row.variables,
         misses=row.misses,
         started_at=row.created_at,
+        waiting=engine.Waiting(row.waiting),
+        timeout_at=row.timeout_at,
+        inactive_at=row.inactive_at,
+        context=row.context,
     )
 
 
@@ -209,12 +425,16 @@ def _said(event: Event) -> str:
 
 
 def _kind(action: engine.Action) -> str:
+    return str(encode(action)["type"])
+
+
+def _content(action: engine.Action) -> str | None:
     match action:
-        case SendText():
-            return "text"
-        case SendOptions():
-            return "options"
-        case AddLabels():
-            return "labels"
-        case Handoff():
-            return "handoff"
+        case SendText(text=text) | SendOptions(text=text) | PrivateNote(text=text):
+            return text
+        case CallWebhook(method=method, url=url):
+            return f"{method} {url}"
+        case SaveAttribute(scope=scope, key=key, value=value):
+            return f"{scope}.custom_attributes.{key} = {value!r}"[:500]
+        case _:
+            return None

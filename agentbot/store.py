@@ -34,7 +34,8 @@ select pg_advisory_xact_lock(
 """
 SESSION_COLUMNS = """
 id, account_id, conversation_id, contact_id, inbox_id, channel, flow_name, flow_version,
-current_block, variables, status, misses, created_at, updated_at
+current_block, variables, status, misses, waiting, timeout_at, inactive_at, context, created_at,
+updated_at
 """
 SELECT_LATEST_SESSION = f"""
 select {SESSION_COLUMNS} from workflow_conversations
@@ -43,18 +44,31 @@ order by id desc limit 1
 """
 INSERT_SESSION = """
 insert into workflow_conversations (account_id, conversation_id, contact_id, inbox_id, channel,
-    flow_name, flow_version, current_block, variables, status, misses, ended_at)
+    flow_name, flow_version, current_block, variables, status, misses, waiting, timeout_at,
+    inactive_at, context, ended_at)
 values (%(account_id)s, %(conversation_id)s, %(contact_id)s, %(inbox_id)s, %(channel)s,
     %(flow_name)s, %(flow_version)s, %(current_block)s, %(variables)s, %(status)s, %(misses)s,
+    %(waiting)s, %(timeout_at)s, %(inactive_at)s, %(context)s,
     case when %(status)s = 'active' then null else now() end)
 returning id
 """
 UPDATE_SESSION = """
 update workflow_conversations
 set current_block = %(current_block)s, variables = %(variables)s, status = %(status)s,
-    misses = %(misses)s, updated_at = now(),
+    misses = %(misses)s, waiting = %(waiting)s, timeout_at = %(timeout_at)s,
+    inactive_at = %(inactive_at)s, context = %(context)s, updated_at = now(),
     ended_at = case when %(status)s = 'active' then null else coalesce(ended_at, now()) end
 where id = %(id)s
+"""
+# Sessions whose block timeout or inactivity deadline has passed, oldest first. The timers
+# lock each conversation and re-read its session before firing, so this needs no lock.
+SELECT_DUE_TIMERS = """
+select account_id, conversation_id from workflow_conversations
+where status = 'active' and timeout_at <= %(now)s
+union
+select account_id, conversation_id from workflow_conversations
+where status = 'active' and inactive_at <= %(now)s
+limit %(limit)s
 """
 INSERT_INTERACTION = """
 insert into workflow_interactions (session_id, account_id, conversation_id, direction, kind, block,
@@ -63,10 +77,21 @@ values (%(session_id)s, %(account_id)s, %(conversation_id)s, %(direction)s, %(ki
     %(content)s, %(choice)s, %(labels)s, %(message_id)s, %(outbox_id)s, %(error)s)
 """
 INSERT_OUTBOX = """
-insert into workflow_outbox (account_id, conversation_id, session_id, action)
-values (%(account_id)s, %(conversation_id)s, %(session_id)s, %(action)s)
+insert into workflow_outbox (account_id, conversation_id, session_id, channel, action)
+values (%(account_id)s, %(conversation_id)s, %(session_id)s, %(channel)s, %(action)s)
 returning id
 """
+SET_SESSION_STATUS = """
+update workflow_conversations
+set status = %(status)s, updated_at = now(), ended_at = coalesce(ended_at, now())
+where id = %(id)s
+"""
+SELECT_SENT_MESSAGE = """
+select id, session_id, block, kind from workflow_interactions
+where account_id = %(account_id)s and message_id = %(message_id)s and direction = 'out'
+order by id desc limit 1
+"""
+RECORD_ERROR = "update workflow_interactions set error = %(error)s where id = %(id)s"
 # The head of one conversation's queue, if due and not being delivered by another worker. The
 # row lock is held while it is delivered: a worker that dies releases it with its connection.
 CLAIM_OUTBOX = """
@@ -76,7 +101,8 @@ with heads as (
     where status = 'pending'
     order by account_id, conversation_id, id
 )
-select o.id, o.account_id, o.conversation_id, o.session_id, o.action, o.attempts, o.created_at
+select o.id, o.account_id, o.conversation_id, o.session_id, o.channel, o.action, o.attempts,
+    o.created_at
 from workflow_outbox o join heads h on h.id = o.id
 where o.status = 'pending' and o.next_attempt_at <= now()
 order by o.next_attempt_at, o.id
@@ -92,9 +118,10 @@ with heads as (
     where status = 'pending'
     order by account_id, conversation_id, id
 )
-select o.id, o.account_id, o.conversation_id, o.session_id, o.action, o.attempts, o.created_at
+select o.id, o.account_id, o.conversation_id, o.session_id, o.channel, o.action, o.attempts,
+    o.created_at
 from workflow_outbox o join heads h on h.id = o.id
-where o.status = 'pending' and o.last_error is not null
+where o.status = 'pending' and o.outage
 order by o.next_attempt_at, o.id
 limit 1
 for update of o skip locked
@@ -102,7 +129,7 @@ for update of o skip locked
 MARK_SENT = """
 update workflow_outbox
 set status = 'sent', result = %(result)s, attempts = attempts + 1, last_error = null,
-    finished_at = now()
+    outage = false, finished_at = now()
 where id = %(id)s
 """
 RECORD_DELIVERY = """
@@ -110,7 +137,7 @@ update workflow_interactions set message_id = %(message_id)s where outbox_id = %
 """
 RESCHEDULE = """
 update workflow_outbox
-set attempts = attempts + 1, last_error = %(error)s,
+set attempts = attempts + 1, last_error = %(error)s, outage = %(outage)s,
     next_attempt_at = now() + make_interval(secs => %(delay)s)
 where id = %(id)s
 """
@@ -119,7 +146,7 @@ WAKE_WAITING = """
 update workflow_outbox set next_attempt_at = now()
 where id in (
     select id from workflow_outbox
-    where status = 'pending' and last_error is not null and next_attempt_at > now()
+    where status = 'pending' and outage and next_attempt_at > now()
     for update skip locked
 )
 """
@@ -181,6 +208,10 @@ class SessionRow:
     variables: dict[str, Any]
     status: str
     misses: int
+    waiting: str
+    timeout_at: datetime | None
+    inactive_at: datetime | None
+    context: dict[str, Any]
     created_at: datetime
     updated_at: datetime
 
@@ -191,9 +222,46 @@ class OutboxRow:
     account_id: int
     conversation_id: int
     session_id: int | None
+    channel: str | None
     action: dict[str, Any]
     attempts: int
     created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SentMessage:
+    """The interaction row of a message the bot sent."""
+
+    id: int
+    session_id: int | None
+    block: str | None
+    kind: str
+
+
+@dataclass(frozen=True, slots=True)
+class SessionState:
+    """What a step changes in a session row."""
+
+    current_block: str
+    variables: Mapping[str, Any]
+    status: str
+    misses: int
+    waiting: str
+    timeout_at: datetime | None
+    inactive_at: datetime | None
+    context: Mapping[str, Any]
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "current_block": self.current_block,
+            "variables": Jsonb(dict(self.variables)),
+            "status": self.status,
+            "misses": self.misses,
+            "waiting": self.waiting,
+            "timeout_at": self.timeout_at,
+            "inactive_at": self.inactive_at,
+            "context": Jsonb(dict(self.context)),
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,10 +273,7 @@ class NewSession:
     channel: str | None
     flow_name: str
     flow_version: str
-    current_block: str
-    variables: Mapping[str, Any]
-    status: str
-    misses: int
+    state: SessionState
 
 
 class Tx:
@@ -263,35 +328,15 @@ class Tx:
                 "channel": session.channel,
                 "flow_name": session.flow_name,
                 "flow_version": session.flow_version,
-                "current_block": session.current_block,
-                "variables": Jsonb(dict(session.variables)),
-                "status": session.status,
-                "misses": session.misses,
+                **session.state.params(),
             },
         )
         row = await cur.fetchone()
         assert row is not None
         return int(row[0])
 
-    async def update_session(
-        self,
-        session_id: int,
-        *,
-        current_block: str,
-        variables: Mapping[str, Any],
-        status: str,
-        misses: int,
-    ) -> None:
-        await self.conn.execute(
-            UPDATE_SESSION,
-            {
-                "id": session_id,
-                "current_block": current_block,
-                "variables": Jsonb(dict(variables)),
-                "status": status,
-                "misses": misses,
-            },
-        )
+    async def update_session(self, session_id: int, state: SessionState) -> None:
+        await self.conn.execute(UPDATE_SESSION, {"id": session_id, **state.params()})
 
     async def insert_interaction(
         self,
@@ -334,6 +379,7 @@ class Tx:
         conversation_id: int,
         session_id: int | None,
         action: Mapping[str, Any],
+        channel: str | None = None,
     ) -> int:
         cur = await self.conn.execute(
             INSERT_OUTBOX,
@@ -341,12 +387,26 @@ class Tx:
                 "account_id": account_id,
                 "conversation_id": conversation_id,
                 "session_id": session_id,
+                "channel": channel,
                 "action": Jsonb(dict(action)),
             },
         )
         row = await cur.fetchone()
         assert row is not None
         return int(row[0])
+
+    async def set_session_status(self, session_id: int, status: str) -> None:
+        await self.conn.execute(SET_SESSION_STATUS, {"id": session_id, "status": status})
+
+    async def sent_message(self, account_id: int, message_id: int) -> SentMessage | None:
+        async with self.conn.cursor(row_factory=class_row(SentMessage)) as cur:
+            await cur.execute(
+                SELECT_SENT_MESSAGE, {"account_id": account_id, "message_id": message_id}
+            )
+            return await cur.fetchone()
+
+    async def record_error(self, interaction_id: int, error: str) -> None:
+        await self.conn.execute(RECORD_ERROR, {"id": interaction_id, "error": error})
 
 
 class Store:
@@ -362,6 +422,12 @@ class Store:
             raise StoreError(f"database error: {exc}") from exc
         except TimeoutError as exc:  # the pool found no connection: the database is away
             raise StoreError(f"database unreachable: {exc}") from exc
+
+    async def due_timers(self, now: datetime, limit: int = 100) -> list[tuple[int, int]]:
+        """(account, conversation) of active sessions with a deadline at or before `now`."""
+        async with self.transaction() as tx:
+            cur = await tx.conn.execute(SELECT_DUE_TIMERS, {"now": now, "limit": limit})
+            return [(int(a), int(c)) for a, c in await cur.fetchall()]
 
     async def ping(self) -> None:
         async with self.transaction() as tx:
@@ -452,8 +518,10 @@ class Claim:
             await conn.execute(RECORD_DELIVERY, {"id": self.row.id, "message_id": message_id})
         await conn.execute(WAKE_WAITING)
 
-    async def reschedule(self, *, delay: float, error: str) -> None:
-        await self.tx.conn.execute(RESCHEDULE, {"id": self.row.id, "delay": delay, "error": error})
+    async def reschedule(self, *, delay: float, error: str, outage: bool = False) -> None:
+        await self.tx.conn.execute(
+            RESCHEDULE, {"id": self.row.id, "delay": delay, "error": error, "outage": outage}
+        )
 
     async def give_up(
         self, *, error: str, handoff: Mapping[str, Any] | None
@@ -494,5 +562,6 @@ class Claim:
             conversation_id=row.conversation_id,
             session_id=row.session_id,
             action=handoff,
+            channel=row.channel,
         )
         return cancelled

@@ -9,6 +9,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -150,6 +151,8 @@ async def running(
     fake: FakeChatwoot | None = None,
     settings: Settings | None = None,
     policy: RetryPolicy = FAST,
+    clock: Callable[[], datetime] | None = None,
+    timer_interval: float = 0.05,
 ) -> AsyncIterator[Harness]:
     fake = fake or FakeChatwoot()
     with FakeChatwootServer(fake) as chatwoot:
@@ -159,7 +162,14 @@ async def running(
             webhook_token=Secret(WEBHOOK_TOKEN),
             flows_dir=flows_dir,
         )
-        app = create_app(settings, dsn=dsn, policy=policy, poll_interval=0.05)
+        app = create_app(
+            settings,
+            dsn=dsn,
+            policy=policy,
+            poll_interval=0.05,
+            timer_interval=timer_interval,
+            clock=clock or (lambda: datetime.now(UTC)),
+        )
         async with (
             ServedApp(app) as served,
             httpx.AsyncClient(base_url=served.url, timeout=10) as http,
@@ -171,3 +181,57 @@ def write_flow(directory: Path, text: str = SALES_FLOW, name: str = "vendas.yaml
     directory.mkdir(parents=True, exist_ok=True)
     (directory / name).write_text(text)
     return directory
+
+
+def conversation_event(
+    event: str,
+    conversation_id: int,
+    status: str,
+    *,
+    changed: list[dict[str, Any]] | None = None,
+    assignee: dict[str, Any] | None = None,
+    account_id: int = 1,
+) -> dict[str, Any]:
+    """A conversation event (status changed, updated, opened, resolved) from the sample."""
+    data: dict[str, Any] = json.loads(
+        (SAMPLES / "conversation_status_changed_bot_handoff.json").read_text()
+    )
+    data.update(event=event, id=conversation_id, status=status, changed_attributes=changed)
+    data["account"]["id"] = account_id
+    data["meta"]["assignee"] = assignee
+    data["meta"]["assignee_type"] = "User" if assignee else None
+    return data
+
+
+def agent_message(conversation_id: int, message_id: int, text: str, **kw: Any) -> dict[str, Any]:
+    """An agent's public reply, as Chatwoot sends it to the bot."""
+    data = incoming(conversation_id, message_id, text, **kw)
+    data["message_type"] = "outgoing"
+    data["sender"] = {"id": 3, "name": "Ana Agente", "email": "ana@acme.example", "type": "user"}
+    return data
+
+
+def widget_answer(
+    conversation_id: int, question_id: int, title: str, value: str, *, status: str = "pending"
+) -> dict[str, Any]:
+    """The web widget's answer: an update of the bot's own input_select message."""
+    data: dict[str, Any] = json.loads(
+        (SAMPLES / "message_updated_webwidget_input_select.json").read_text()
+    )
+    data["id"] = question_id
+    data["conversation"]["id"] = conversation_id
+    data["conversation"]["status"] = status
+    data["content_attributes"]["submitted_values"] = [{"title": title, "value": value}]
+    return data
+
+
+def delivery_failed(conversation_id: int, message_id: int, error: str) -> dict[str, Any]:
+    """Chatwoot's update of the bot's own message when the channel refused it."""
+    data = incoming(conversation_id, message_id, "x")
+    data.update(
+        event="message_updated",
+        message_type="outgoing",
+        sender={"id": 1, "name": "Acme Bot", "type": "agent_bot"},
+        content_attributes={"external_error": error},
+    )
+    return data

@@ -142,7 +142,7 @@ async def test_chatwoot_down_then_back(db_dsn: str, tmp_path: Path) -> None:
 async def test_rejected_reply_is_dead_lettered_and_handed_off(db_dsn: str, tmp_path: Path) -> None:
     """A 4xx is final: recorded with Chatwoot's answer, logged, and the conversation handed off."""
     async with running(db_dsn, write_flow(tmp_path)) as h:
-        h.fake.fail_next(1, status=422, body={"error": "Too many messages"})
+        h.fake.fail_next(1, status=422, body={"error": "Validation failed: Content is too long"})
         with capture_logs() as logs:
             await h.post(incoming(90, 1, "Oi"))
             await h.until(lambda: h.fake.status(90) == "open")
@@ -150,7 +150,7 @@ async def test_rejected_reply_is_dead_lettered_and_handed_off(db_dsn: str, tmp_p
         dead = h.query("select last_error from workflow_outbox where status = 'dead'")
         assert len(dead) == 1
         assert "422" in dead[0][0]
-        assert "Too many messages" in dead[0][0]
+        assert "Content is too long" in dead[0][0]
         assert any(e["event"] == "outbox.dead" for e in logs)
         assert h.query("select status from workflow_conversations") == [("handed_off",)]
 
@@ -245,7 +245,7 @@ async def test_generated_token_is_kept(db_dsn: str, tmp_path: Path) -> None:
 
 
 async def test_health(db_dsn: str, tmp_path: Path) -> None:
-    """/health reports the database and the flows."""
+    """/health reports the database, the flows and what became of the events since the start."""
     async with running(db_dsn, write_flow(tmp_path)) as h:
         r = await h.http.get("/health")
         assert r.status_code == 200
@@ -254,6 +254,14 @@ async def test_health(db_dsn: str, tmp_path: Path) -> None:
             "database": "ok",
             "chatwoot": "configured",
             "flows": ["vendas"],
+            "events": {},
+        }
+        await h.post(incoming(99, 1, "Oi"))
+        await h.post({"event": "webwidget_triggered", "id": 5140})
+        r = await h.http.get("/health")
+        assert r.json()["events"] == {
+            "message_created": {"acted": 1},
+            "webwidget_triggered": {"ignored": 1},
         }
 
 

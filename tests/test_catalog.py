@@ -35,7 +35,8 @@ async def test_sync_versions(db_dsn: str, tmp_path: Path) -> None:
         assert catalog.current["vendas"].version == second.version
         old = await Catalog(store).version("vendas", first.version)
         assert old is not None
-        assert old.blocks["produto"].message == "Qual produto te interessa?"
+        assert old.blocks["produto"].message is not None
+        assert old.blocks["produto"].message.source == "Qual produto te interessa?"
 
         write_flow(tmp_path, SALES_FLOW)
         await catalog.sync_files(flows)

@@ -98,7 +98,7 @@ IGNORED = [
         changed(WIDGET, "conversation.status", "resolved"),
         "conversation is resolved",
     ),
-    ("conversation event", sample("conversation_status_changed_bot_handoff"), "event not handled"),
+    ("widget opened", {"event": "webwidget_triggered", "id": 5140}, "event not handled"),
 ]
 
 

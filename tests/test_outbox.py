@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -169,3 +170,145 @@ async def test_unreadable_row_is_dead(db_dsn: str) -> None:
         [(kind, status, _, error, _)] = await r.rows()
         assert (kind, status) == ("fax", "dead")
         assert "unknown outbox action type" in error
+
+
+class Crm:
+    """An external service a flow's webhook block calls, served over real HTTP."""
+
+    def __init__(self) -> None:
+        from starlette.applications import Starlette
+        from starlette.requests import Request
+        from starlette.responses import JSONResponse, PlainTextResponse, Response
+        from starlette.routing import Route
+
+        self.calls: list[tuple[str, str, Any, dict[str, str]]] = []
+        self.fail = 0
+
+        async def leads(request: Request) -> Response:
+            body = await request.json() if await request.body() else None
+            self.calls.append((request.method, request.url.path, body, dict(request.headers)))
+            if self.fail:
+                self.fail -= 1
+                return JSONResponse({"error": "down"}, status_code=503)
+            if request.url.path == "/text":
+                return PlainTextResponse("ok, anotado")
+            return JSONResponse({"protocolo": "A-17", "plano": "pro"})
+
+        self.app = Starlette(
+            routes=[Route("/{path:path}", leads, methods=["GET", "POST", "PUT", "DELETE"])]
+        )
+
+
+CRM_FLOW = """
+trigger: {default: true}
+blocks:
+  email:
+    message: "Qual é o seu e-mail?"
+    input: {save_as: email, type: email}
+    save_to: conversation.custom_attributes.email
+    next_block: crm
+  crm:
+    webhook:
+      url: "{crm}/leads?origem=bot"
+      method: POST
+      headers: {X-Token: segredo}
+      body: {email: "{{email}}", nome: "{{nome}}"}
+      save_as: crm
+      on_error: falha
+    conditions:
+      - if: 'crm.plano == "pro"'
+        next_block: pro
+    next_block: fim
+  pro:
+    message: "Protocolo {{crm.protocolo}}: cliente Pro!"
+    handoff: {team_id: 4, note: "Lead do bot"}
+  fim:
+    message: "fim"
+  falha:
+    message: "Nosso sistema está fora do ar."
+    end: {resolve: true}
+"""
+
+
+async def test_webhook_block_end_to_end(db_dsn: str, tmp_path: Path) -> None:
+    """Input captured and saved, the CRM called from the outbox, its answer used in a
+    condition and a template, then a handoff to a team with a private note."""
+    from tests.conftest import ServedApp
+    from tests.harness import incoming, running, write_flow
+
+    crm = Crm()
+    fake = FakeChatwoot()
+    fake.add_team(1, 4)
+    fake.add_conversation(1, 30, custom_attributes={"origem": "site"})
+    async with ServedApp(crm.app) as served:
+        flow = CRM_FLOW.replace("{crm}", served.url)
+        async with running(db_dsn, write_flow(tmp_path, flow, "crm.yaml"), fake=fake) as h:
+            await h.post(incoming(30, 1, "Oi"))
+            await h.until(lambda: len(h.sent(30)) == 1)
+            await h.post(incoming(30, 2, "Ana@Exemplo.com "))
+            await h.until(lambda: h.fake.status(30) == "open")
+            await h.settled()
+            assert crm.calls[0][:3] == (
+                "POST",
+                "/leads",
+                {"email": "Ana@exemplo.com", "nome": "Maria Silva"},
+            )
+            assert crm.calls[0][3]["x-token"] == "segredo"
+            assert h.fake.custom_attributes(30) == {"origem": "site", "email": "Ana@exemplo.com"}
+            public = [m["content"] for m in h.sent(30) if not m["private"]]
+            assert public == ["Qual é o seu e-mail?", "Protocolo A-17: cliente Pro!"]
+            [note] = [m["content"] for m in h.sent(30) if m["private"]]
+            assert note.startswith("Lead do bot")
+            assert "Ana@exemplo.com" in note
+            assert h.fake.team(30) == 4
+            assert h.fake.violations == []
+
+
+async def test_webhook_error_goes_to_on_error(db_dsn: str, tmp_path: Path) -> None:
+    """A failing webhook (POST: not retried) goes to on_error, which resolves the chat."""
+    from tests.conftest import ServedApp
+    from tests.harness import incoming, running, write_flow
+
+    crm = Crm()
+    crm.fail = 1
+    async with ServedApp(crm.app) as served:
+        flow = CRM_FLOW.replace("{crm}", served.url)
+        async with running(db_dsn, write_flow(tmp_path, flow, "crm.yaml")) as h:
+            await h.post(incoming(31, 1, "Oi"))
+            await h.post(incoming(31, 2, "ana@exemplo.com"))
+            await h.until(lambda: h.fake.status(31) == "resolved")
+            assert len(crm.calls) == 1
+            assert h.contents(31)[-1] == "Nosso sistema está fora do ar."
+            assert h.query("select status from workflow_conversations") == [("completed",)]
+
+
+async def test_call_webhook_retries_idempotent_only(tmp_path: Path) -> None:
+    """GET is retried twice on failure; POST is not, unless the flow says retry: true."""
+    from agentbot.engine import CallWebhook
+    from agentbot.outbox import call_webhook
+    from tests.conftest import ServedApp
+
+    crm = Crm()
+    async with ServedApp(crm.app) as served, httpx.AsyncClient() as http:
+        get = CallWebhook(f"{served.url}/x", "GET", {}, None, 5.0, True, "b")
+        crm.fail = 2
+        reply = await call_webhook(http, get, sleep=no_sleep)
+        assert (reply.ok, reply.status, reply.data) == (
+            True,
+            200,
+            {"protocolo": "A-17", "plano": "pro"},
+        )
+        post = CallWebhook(f"{served.url}/x", "POST", {}, {"a": 1}, 5.0, False, "b")
+        crm.fail = 1
+        reply = await call_webhook(http, post, sleep=no_sleep)
+        assert (reply.ok, reply.status, reply.error) == (False, 503, "answered 503")
+        assert len(crm.calls) == 4
+        text = await call_webhook(
+            http, CallWebhook(f"{served.url}/text", "GET", {}, None, 5.0, True, "b")
+        )
+        assert text.data == "ok, anotado"
+        down = CallWebhook("http://127.0.0.1:9/x", "GET", {}, None, 1.0, False, "b")
+        reply = await call_webhook(http, down)
+        assert not reply.ok
+        assert reply.error is not None
+        assert reply.error.startswith("request failed")

@@ -28,8 +28,14 @@ create table workflow_conversations (
     flow_version text not null,
     current_block text not null,
     variables jsonb not null default '{}',
-    status text not null check (status in ('active', 'completed', 'handed_off', 'abandoned')),
+    -- closed: Chatwoot resolved the conversation (or set it pending again) after the bot's part.
+    status text not null
+        check (status in ('active', 'completed', 'handed_off', 'abandoned', 'closed')),
     misses integer not null default 0,
+    waiting text not null default 'nothing',
+    timeout_at timestamptz,
+    inactive_at timestamptz,
+    context jsonb not null default '{}',
     created_at timestamptz not null default now(),
     updated_at timestamptz not null default now(),
     ended_at timestamptz
@@ -38,6 +44,11 @@ create table workflow_conversations (
 create index workflow_conversations_latest
     on workflow_conversations (account_id, conversation_id, id desc);
 create index workflow_conversations_flow on workflow_conversations (flow_name, status);
+-- The timers' poll: active sessions with a deadline.
+create index workflow_conversations_timeout on workflow_conversations (timeout_at)
+    where status = 'active' and timeout_at is not null;
+create index workflow_conversations_inactive on workflow_conversations (inactive_at)
+    where status = 'active' and inactive_at is not null;
 
 -- The history: one row per inbound event acted on and per outbound action.
 create table workflow_interactions (
@@ -59,6 +70,8 @@ create table workflow_interactions (
 create index workflow_interactions_conversation
     on workflow_interactions (account_id, conversation_id, id);
 create index workflow_interactions_session on workflow_interactions (session_id);
+create index workflow_interactions_message on workflow_interactions (account_id, message_id)
+    where message_id is not null;
 
 -- Intake: each Chatwoot delivery and each customer message is acted on once.
 create table workflow_events (
@@ -81,12 +94,16 @@ create table workflow_outbox (
     account_id bigint not null,
     conversation_id bigint not null,
     session_id bigint references workflow_conversations (id),
+    channel text,
     action jsonb not null,
     status text not null default 'pending'
         check (status in ('pending', 'sent', 'dead', 'cancelled')),
     attempts integer not null default 0,
     next_attempt_at timestamptz not null default now(),
     last_error text,
+    -- waiting because Chatwoot was away (not a Retry-After or the flood guard): a probe may try
+    -- it early, and any success makes it due at once.
+    outage boolean not null default false,
     result jsonb,
     created_at timestamptz not null default now(),
     finished_at timestamptz

@@ -1,0 +1,160 @@
+"""Each channel's way of showing options and sending the answer back, pure and end to end."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agentbot.channels import expand_reply, messages, sent_titles, shows_buttons
+from tests.harness import incoming, running, widget_answer, write_flow
+
+LONG = ["Rastrear meu pedido agora", "Trocar ou devolver um item", "Falar com um atendente"]
+
+
+def items(body: dict[str, Any]) -> list[str]:
+    return [i["title"] for i in body["content_attributes"]["items"]]
+
+
+SHOWS = [
+    ("Channel::Whatsapp", True),
+    ("Channel::WebWidget", True),
+    ("Channel::Telegram", True),
+    ("Channel::FacebookPage", True),
+    ("Channel::Line", True),
+    ("Channel::Api", True),
+    ("Channel::Sms", False),
+    ("Channel::TwilioSms", False),
+    ("Channel::Email", False),
+    ("Channel::Instagram", False),
+    (None, True),
+]
+
+
+@pytest.mark.parametrize(("channel", "shows"), SHOWS, ids=[str(c) for c, _ in SHOWS])
+def test_shows_buttons(channel: str | None, shows: bool) -> None:
+    """Only channels Chatwoot renders input_select for get buttons."""
+    assert shows_buttons(channel) is shows
+
+
+def test_numbered_list() -> None:
+    """Channels without buttons get one text: the question, a blank line, `1. Sim` lines."""
+    [body] = messages("Channel::Sms", "Tudo certo?", [("Sim", "sim"), ("Não", "nao")])
+    assert body == {
+        "content": "Tudo certo?\n\n1. Sim\n2. Não",
+        "message_type": "outgoing",
+        "private": False,
+    }
+
+
+def test_whatsapp_buttons_are_shortened_uniquely() -> None:
+    """Three or fewer: titles fit 20 characters, and stay distinct."""
+    [body] = messages(
+        "Channel::Whatsapp", "Como posso ajudar?", [(t, str(i)) for i, t in enumerate(LONG)]
+    )
+    assert items(body) == ["Rastrear meu pedido…", "Trocar ou devolver…", "Falar com um atende…"]
+    assert all(len(t) <= 20 for t in items(body))
+    same = sent_titles(
+        "Channel::Whatsapp", ["Plano empresarial mensal", "Plano empresarial mensal B"]
+    )
+    assert same == ["Plano empresarial m…", "Plano empresarial 2"]
+
+
+def test_whatsapp_lists_split_over_ten() -> None:
+    """More than ten options become several lists; rows fit 24 characters."""
+    options = [(f"Opção número {i} com nome comprido", f"v{i}") for i in range(12)]
+    first, second = messages("Channel::Whatsapp", "Escolha", options)
+    assert first["content"] == "Escolha"
+    assert len(first["content_attributes"]["items"]) == 10
+    assert len(second["content_attributes"]["items"]) == 2
+    assert second["content"] == "⋯"
+    assert all(len(t) <= 24 for t in items(first) + items(second))
+
+
+def test_other_channels_keep_titles() -> None:
+    """Only WhatsApp is shortened; the widget shows the full title."""
+    [body] = messages("Channel::WebWidget", "Q", [(t, str(i)) for i, t in enumerate(LONG)])
+    assert items(body) == LONG
+
+
+def test_expand_reply() -> None:
+    """A WhatsApp reply with the shortened title maps back to the full one."""
+    assert expand_reply("Channel::Whatsapp", "rastrear meu pedido…", LONG) == LONG[0]
+    assert expand_reply("Channel::Whatsapp", "outra coisa", LONG) == "outra coisa"
+    assert expand_reply("Channel::Telegram", "Rastrear meu pedido…", LONG) == "Rastrear meu pedido…"
+
+
+QUESTION = "Olá Maria Silva! Você já é nosso cliente?"
+NEXT = "Qual produto te interessa?"
+REPLIES = [
+    # (channel, what the customer's reply carries)
+    ("Channel::Whatsapp", "Não"),  # the title
+    ("Channel::FacebookPage", "Não"),  # the title (quick reply payload = title)
+    ("Channel::Telegram", "nao"),  # callback_data = the value
+    ("Channel::Line", "nao"),  # the button sends the value as text
+    ("Channel::Api", "nao"),
+    ("Channel::Sms", "2"),  # a numbered list: the number
+    ("Channel::TwilioSms", "não"),
+    ("Channel::Email", "2"),
+]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(("channel", "reply"), REPLIES, ids=[c for c, _ in REPLIES])
+async def test_channel_end_to_end(db_dsn: str, tmp_path: Path, channel: str, reply: str) -> None:
+    """Question shown the channel's way; the answer as that channel sends it is matched."""
+    async with running(db_dsn, write_flow(tmp_path)) as h:
+        first = incoming(40, 1, "Oi")
+        first["conversation"]["channel"] = channel
+        await h.post(first)
+        await h.until(lambda: len(h.sent(40)) == 1)
+        [question] = h.sent(40)
+        if shows_buttons(channel):
+            assert question["content"] == QUESTION
+            assert question["content_attributes"]["items"][1] == {"title": "Não", "value": "nao"}
+        else:
+            assert question["content"] == f"{QUESTION}\n\n1. Sim\n2. Não"
+            assert question["content_type"] == "text"
+        answer = incoming(40, 2, reply)
+        answer["conversation"]["channel"] = channel
+        await h.post(answer)
+        await h.until(lambda: len(h.sent(40)) == 2)
+        assert h.sent(40)[1]["content"].startswith(NEXT)
+        assert h.fake.labels(40) == ["lead_novo"]
+        assert h.fake.violations == []
+
+
+@pytest.mark.anyio
+async def test_whatsapp_reply_with_context(db_dsn: str, tmp_path: Path) -> None:
+    """A WhatsApp button reply carries in_reply_to (our question's id) and the title."""
+    async with running(db_dsn, write_flow(tmp_path)) as h:
+        await h.post(incoming(41, 1, "Oi"))
+        await h.until(lambda: len(h.sent(41)) == 1)
+        answer = incoming(41, 2, "Sim")
+        answer["content_attributes"] = {
+            "in_reply_to": h.sent(41)[0]["id"],
+            "in_reply_to_external_id": "wamid.X",
+        }
+        await h.post(answer)
+        await h.until(lambda: len(h.sent(41)) == 2)
+        assert h.sent(41)[1]["content"] == NEXT
+
+
+@pytest.mark.anyio
+async def test_web_widget_submitted_values(db_dsn: str, tmp_path: Path) -> None:
+    """The widget's click arrives as an update of our question; acted on once."""
+    async with running(db_dsn, write_flow(tmp_path)) as h:
+        first = incoming(42, 1, "Oi")
+        first["conversation"]["channel"] = "Channel::WebWidget"
+        await h.post(first)
+        await h.until(lambda: len(h.sent(42)) == 1)
+        question_id = h.sent(42)[0]["id"]
+        answered = widget_answer(42, question_id, "Não", "nao")
+        assert (await h.post(answered)).json() == {"status": "acted"}
+        # Later updates of the same message (read receipts) still carry submitted_values.
+        assert (await h.post(answered)).json() == {"status": "duplicate"}
+        await h.until(lambda: len(h.sent(42)) == 2)
+        await h.settled()
+        assert h.contents(42) == [QUESTION, NEXT]
+        assert h.fake.labels(42) == ["lead_novo"]
