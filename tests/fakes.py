@@ -44,6 +44,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 OPENAPI_ENV: Final = "CHATWOOT_OPENAPI"
+# A copy of shared/chatwoot-openapi.json, for a clone that has no shared/ beside it.
+VENDORED_OPENAPI_PATH: Final = Path(__file__).resolve().parent / "samples" / "chatwoot-openapi.json"
 DEFAULT_OPENAPI_PATH: Final = (
     Path(__file__).resolve().parents[2] / "shared" / "chatwoot-openapi.json"
 )
@@ -172,14 +174,19 @@ METHOD_ALIASES: Final[Mapping[tuple[str, str], str]] = {
 
 
 def locate_openapi(
-    default: Path = DEFAULT_OPENAPI_PATH, environ: Mapping[str, str] = os.environ
+    default: Path = DEFAULT_OPENAPI_PATH,
+    environ: Mapping[str, str] = os.environ,
+    vendored: Path | None = VENDORED_OPENAPI_PATH,
 ) -> Path:
-    """`default` if it exists, else the file named by CHATWOOT_OPENAPI; never silently nothing."""
+    """`default` (shared/, kept current) if it exists, else the file named by CHATWOOT_OPENAPI,
+    else the copy in tests/samples (a clone with no shared/ beside it); never silently nothing."""
     if default.is_file():
         return default
     named = environ.get(OPENAPI_ENV, "")
     if named and Path(named).is_file():
         return Path(named)
+    if vendored is not None and vendored.is_file():
+        return vendored
     raise OpenApiNotFound(
         f"Chatwoot's OpenAPI document is not at '{default}'"
         + (f" nor at {OPENAPI_ENV}='{named}'" if named else f" and {OPENAPI_ENV} is not set")

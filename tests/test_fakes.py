@@ -9,6 +9,7 @@ import pytest
 from tests.fakes import (
     DEFAULT_OPENAPI_PATH,
     NOT_FOR_BOTS,
+    VENDORED_OPENAPI_PATH,
     FakeChatwoot,
     FakeChatwootServer,
     OpenApiNotFound,
@@ -336,9 +337,10 @@ def test_openapi_document_must_be_found(tmp_path: Path):
     """A missing document is an error naming CHATWOOT_OPENAPI; the variable is the fallback."""
     missing = tmp_path / "missing.json"
     with pytest.raises(OpenApiNotFound, match="CHATWOOT_OPENAPI"):
-        locate_openapi(missing, environ={})
+        locate_openapi(missing, environ={}, vendored=None)
     found = locate_openapi(missing, environ={"CHATWOOT_OPENAPI": str(DEFAULT_OPENAPI_PATH)})
     assert found == DEFAULT_OPENAPI_PATH
+    assert locate_openapi(missing, environ={}) == VENDORED_OPENAPI_PATH
     with pytest.raises(OpenApiNotFound):
         FakeChatwoot(openapi=missing)
 
