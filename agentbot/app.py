@@ -27,7 +27,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from agentbot import events
+from agentbot import api, events
 from agentbot.catalog import Catalog
 from agentbot.chatwoot import ChatwootClient
 from agentbot.config import Secret, Settings
@@ -51,6 +51,9 @@ class State(TypedDict):
     outbox: Outbox
     auth: WebhookAuth
     settings: Settings
+    client: ChatwootClient | None
+    api_token: Secret
+    clock: Callable[[], datetime]
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,6 +263,9 @@ def create_app(
                 outbox=outbox,
                 auth=auth,
                 settings=settings,
+                client=client,
+                api_token=await api_token(settings, store),
+                clock=clock,
             )
         finally:
             for task in tasks:
@@ -274,6 +280,8 @@ def create_app(
         routes=[
             Route("/webhooks/chatwoot", webhook, methods=["POST"]),
             Route("/health", health, methods=["GET"]),
+            Route("/api/workflow/start", api.start_workflow, methods=["POST"]),
+            Route("/api/conversation/{conversation_id:int}", api.conversation, methods=["GET"]),
         ],
         exception_handlers={
             StoreError: on_store_error,
@@ -284,6 +292,21 @@ def create_app(
     )
     app.state.clock = clock
     return app
+
+
+async def api_token(settings: Settings, store: Store) -> Secret:
+    """WORKFLOWS_API_TOKEN, or one generated at the first start, kept, and printed once."""
+    if settings.api_token is not None:
+        return settings.api_token
+    token, created = await store.setting("api_token", lambda: secrets.token_urlsafe(24))
+    if created:
+        log.warning(
+            "api.token_generated",
+            message="no WORKFLOWS_API_TOKEN is set: /api/* takes this bearer token (or set "
+            "WORKFLOWS_API_TOKEN yourself)",
+            api_token=token,
+        )
+    return Secret(token)
 
 
 async def webhook_auth(settings: Settings, store: Store) -> WebhookAuth:

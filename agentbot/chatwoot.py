@@ -66,11 +66,14 @@ class ChatwootClient:
             "POST", f"{_conv(account_id, conversation_id)}/assignments", json=body
         )
 
+    async def conversation(self, account_id: int, conversation_id: int) -> dict[str, Any]:
+        """The conversation as Chatwoot shows it (a bot may read it from 4.14.2 on)."""
+        return await self._labels_request("GET", _conv(account_id, conversation_id))
+
     async def conversation_attributes(
         self, account_id: int, conversation_id: int
     ) -> dict[str, Any]:
-        data = await self._labels_request("GET", _conv(account_id, conversation_id))
-        current = data.get("custom_attributes")
+        current = (await self.conversation(account_id, conversation_id)).get("custom_attributes")
         return dict(current) if isinstance(current, Mapping) else {}
 
     async def set_conversation_attributes(

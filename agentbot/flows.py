@@ -53,7 +53,9 @@ TOP_KEYS = (
     "messages",
     "fallback",
     "inactivity",
+    "template",
 )
+TEMPLATE_KEYS = ("name", "language", "category", "params")
 TRIGGER_KEYS = ("default", "keywords", "inboxes")
 WORDS_KEYS = ("handoff", "restart")
 TEXTS_KEYS = ("retry", "handoff")
@@ -257,6 +259,19 @@ class Flow:
     lines: Mapping[str, int] = field(default_factory=dict, compare=False, repr=False)
     fallback: str | None = None  # where a customer goes after too many misses; None: hand off
     inactivity: Inactivity | None = None
+    template: WhatsAppTemplate | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WhatsAppTemplate:
+    """`template:` the approved WhatsApp template that opens a proactive start outside the
+    24-hour window (Chatwoot's `template_params`; `params` is its `processed_params`, whose
+    strings are templates)."""
+
+    name: str
+    language: str
+    category: str | None
+    params: Any
 
 
 def normalize(text: str) -> str:
@@ -1223,6 +1238,23 @@ def _inactivity(definition: Mapping[str, Any], report: _Report) -> Inactivity | 
     return None if after is None else Inactivity(after, message)
 
 
+def _whatsapp_template(definition: Mapping[str, Any], report: _Report) -> WhatsAppTemplate | None:
+    if "template" not in definition:
+        return None
+    raw = _mapping(definition["template"], "template", TEMPLATE_KEYS, report)
+    if raw is None:
+        return None
+    name = _optional_text(raw, "name", "template", report)
+    language = _optional_text(raw, "language", "template", report)
+    _required(raw, "name", "template", report)
+    _required(raw, "language", "template", report)
+    category = _optional_text(raw, "category", "template", report)
+    params = _value_tree(raw["params"], "template.params", report) if "params" in raw else {}
+    if name is None or language is None:
+        return None
+    return WhatsAppTemplate(name, language, category, params)
+
+
 def _blocks(definition: Mapping[str, Any], report: _Report) -> dict[str, Block]:
     raw = definition.get("blocks")
     if not raw:
@@ -1337,6 +1369,7 @@ def _build(
     )
     fallback = _reference(definition, "fallback", "", ids, report)
     inactivity = _inactivity(definition, report)
+    template = _whatsapp_template(definition, report)
     if report.problems:
         return None
     return Flow(
@@ -1352,4 +1385,5 @@ def _build(
         lines=lines,
         fallback=fallback,
         inactivity=inactivity,
+        template=template,
     )

@@ -352,6 +352,7 @@ class Outbox:
                     action,
                     row.channel,
                     _opt_int(row.action.get("contact_id")),
+                    row.action.get("template_params"),
                 )
         raise AssertionError("unreachable: tenacity reraises the last error")
 
@@ -404,15 +405,27 @@ async def carry_out(
     action: Action,
     channel: str | None = None,
     contact_id: int | None = None,
+    template_params: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """One action, as Chatwoot's API wants it."""
     match action:
         case SendText(text=text):
             body = {"content": text, "message_type": "outgoing", "private": False}
+            if template_params is not None:
+                body["template_params"] = dict(template_params)
             return await client.create_message(account_id, conversation_id, body)
         case SendOptions(text=text, options=options):
             pairs = [(o.title, o.value) for o in options]
             first: dict[str, Any] | None = None
+            if template_params is not None:
+                # Outside WhatsApp's 24-hour window only an approved template goes through.
+                body = {
+                    "content": text,
+                    "message_type": "outgoing",
+                    "private": False,
+                    "template_params": dict(template_params),
+                }
+                return await client.create_message(account_id, conversation_id, body)
             for body in channels.messages(channel, text, pairs):
                 answer = await client.create_message(account_id, conversation_id, body)
                 first = answer if first is None else first

@@ -7,10 +7,11 @@ loses nothing.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 import structlog
 
@@ -52,6 +53,7 @@ class Result(StrEnum):
     HUMANS = "humans"  # humans hold the conversation now: the bot stepped back
     CLOSED = "closed"  # the session ended with the conversation's resolve (or a new pending)
     RECORDED = "recorded"  # noted (a delivery failure, a change that needs nothing)
+    BUSY = "busy"  # a start was asked for a conversation whose session is still running
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,9 +220,15 @@ class Service:
         session_id: int | None,
         where: Where,
         actions: tuple[engine.Action, ...],
+        template_params: Mapping[str, Any] | None = None,
     ) -> None:
         for action in actions:
             data = encode(action)
+            if template_params is not None and isinstance(action, SendText | SendOptions):
+                # The first message carries the template; the rest wait for the customer's
+                # answer, which opens the window again.
+                data["template_params"] = dict(template_params)
+                template_params = None
             if isinstance(action, SaveAttribute) and action.scope == "contact":
                 data["contact_id"] = where.contact_id
             outbox_id = await tx.enqueue(
@@ -265,6 +273,32 @@ class Service:
             return Handled(Result.NO_FLOW)
         result = engine.step(chosen, None, event, now)
         return await self._save(tx, None, where, result, event=event)
+
+    async def start(
+        self,
+        where: Where,
+        flow: Flow,
+        *,
+        variables: Mapping[str, Any],
+        context: Mapping[str, Any],
+        now: datetime,
+        template_params: Mapping[str, Any] | None = None,
+    ) -> Handled:
+        """Start `flow` proactively (POST /api/workflow/start). A running session is not
+        replaced: the result is BUSY. With `template_params` (WhatsApp outside its 24-hour
+        window), the first message goes out as that approved template."""
+        async with self.store.transaction() as tx:
+            await tx.lock_conversation(where.account_id, where.conversation_id)
+            row = await tx.latest_session(where.account_id, where.conversation_id)
+            if row is not None and row.status in (Status.ACTIVE, Status.HANDED_OFF):
+                return Handled(Result.BUSY, 0, row.flow_name)
+            result = engine.start(flow, now, variables=variables, context=context)
+            handled = await self._save(
+                tx, None, where, result, event=None, template_params=template_params
+            )
+        if handled.actions:
+            self.on_commit()
+        return handled
 
     async def resume(
         self,
@@ -330,6 +364,7 @@ class Service:
         result: engine.Step,
         *,
         event: Event | None,
+        template_params: Mapping[str, Any] | None = None,
     ) -> Handled:
         new = result.session
         assert new is not None
@@ -378,7 +413,7 @@ class Service:
             choice=result.choice,
             message_id=None if event is None else event.message_id,
         )
-        await self._queue(tx, session_id, where, result.actions)
+        await self._queue(tx, session_id, where, result.actions, template_params)
         log.info(
             "session.stepped",
             flow=new.flow,

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
-from psycopg.rows import class_row
+from psycopg.rows import class_row, dict_row
 from psycopg.types.json import Json, Jsonb
 from psycopg_pool import AsyncConnectionPool
 
@@ -187,6 +187,17 @@ where not workflow_configs.is_current
 returning (xmax = 0) as inserted
 """
 LOCK_FLOWS = "select pg_advisory_xact_lock(hashtextextended('agentbot:workflow_configs', 0))"
+SELECT_ACCOUNTS = """
+select account_id from workflow_events where conversation_id = %(conversation_id)s
+union
+select account_id from workflow_conversations where conversation_id = %(conversation_id)s
+"""
+SELECT_INTERACTIONS = """
+select id, direction, kind, block, content, choice, labels, message_id, error, created_at
+from workflow_interactions
+where account_id = %(account_id)s and conversation_id = %(conversation_id)s
+order by id desc limit %(limit)s
+"""
 SELECT_SETTING = "select value from agentbot_settings where key = %(key)s"
 INSERT_SETTING = """
 insert into agentbot_settings (key, value) values (%(key)s, %(value)s)
@@ -428,6 +439,26 @@ class Store:
         async with self.transaction() as tx:
             cur = await tx.conn.execute(SELECT_DUE_TIMERS, {"now": now, "limit": limit})
             return [(int(a), int(c)) for a, c in await cur.fetchall()]
+
+    async def accounts_of(self, conversation_id: int) -> list[int]:
+        """The Chatwoot accounts in which agentbot has seen a conversation with this id."""
+        async with self.transaction() as tx:
+            cur = await tx.conn.execute(SELECT_ACCOUNTS, {"conversation_id": conversation_id})
+            return sorted(int(a) for (a,) in await cur.fetchall())
+
+    async def conversation_view(
+        self, account_id: int, conversation_id: int, limit: int = 200
+    ) -> tuple[SessionRow | None, list[dict[str, Any]]]:
+        """The latest session and the newest interactions (oldest first) of a conversation."""
+        async with self.transaction() as tx:
+            session = await tx.latest_session(account_id, conversation_id)
+            async with tx.conn.cursor(row_factory=dict_row) as cur:
+                await cur.execute(
+                    SELECT_INTERACTIONS,
+                    {"account_id": account_id, "conversation_id": conversation_id, "limit": limit},
+                )
+                rows = await cur.fetchall()
+        return session, list(reversed(rows))
 
     async def ping(self) -> None:
         async with self.transaction() as tx:

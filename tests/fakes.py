@@ -429,6 +429,7 @@ class _Conversation:
     snoozed_until: int | None = None
     typing_status: str | None = None
     sla_policy_id: int | None = None
+    can_reply: bool = True
     messages: list[_Message] = field(default_factory=list)
 
 
@@ -655,11 +656,15 @@ class FakeChatwoot:
         inbox_id: int | None = None,
         contact_id: int | None = None,
         priority: str | None = None,
+        can_reply: bool = True,
     ) -> None:
-        """Create (or reset) conversation `conversation_id` (a display id) in `account_id`."""
+        """Create (or reset) conversation `conversation_id` (a display id) in `account_id`.
+
+        `can_reply=False`: a WhatsApp conversation outside the 24-hour window.
+        """
         with self._lock:
             account = self._add_account(account_id, name=None, member=True)
-            self._create_conversation(
+            created = self._create_conversation(
                 account,
                 conversation_id,
                 status=status,
@@ -669,6 +674,7 @@ class FakeChatwoot:
                 contact_id=contact_id,
                 priority=priority,
             )
+            created.can_reply = can_reply
 
     def _create_conversation(
         self,
@@ -1594,7 +1600,7 @@ class FakeChatwoot:
             "additional_attributes": {},
             "agent_last_seen_at": 0,
             "assignee_last_seen_at": 0,
-            "can_reply": True,
+            "can_reply": conversation.can_reply,
             "contact_last_seen_at": 0,
             "custom_attributes": copy.deepcopy(conversation.custom_attributes),
             "inbox_id": conversation.inbox_id,

@@ -158,3 +158,8 @@ async def test_web_widget_submitted_values(db_dsn: str, tmp_path: Path) -> None:
         await h.settled()
         assert h.contents(42) == [QUESTION, NEXT]
         assert h.fake.labels(42) == ["lead_novo"]
+
+
+def test_fit_keeps_short_titles() -> None:
+    """A title within the limit is sent as it is."""
+    assert sent_titles("Channel::Whatsapp", ["Sim", "Não"]) == ["Sim", "Não"]

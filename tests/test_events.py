@@ -10,7 +10,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agentbot.events import Contact, CustomerMessage, Ignored, OptionSubmitted, parse
+from agentbot.events import (
+    AgentMessage,
+    Contact,
+    ConversationChanged,
+    CustomerMessage,
+    DeliveryFailed,
+    Ignored,
+    OptionSubmitted,
+    parse,
+)
 from tests.conftest import SAMPLES
 
 
@@ -205,3 +214,82 @@ def test_parse_message_shapes_never_raise(event: str, conversation: Any, sender:
         "content_type": "input_select",
     }
     assert isinstance(parse(payload), CustomerMessage | OptionSubmitted | Ignored)
+
+
+def test_agent_message() -> None:
+    """An agent's public reply is an AgentMessage, whatever the status."""
+    payload = changed(changed(TEXT, "message_type", "outgoing"), "conversation.status", "open")
+    payload["sender"] = {"id": 3, "name": "Ana", "type": "user"}
+    event = parse(payload)
+    assert isinstance(event, AgentMessage)
+    assert (event.message_id, event.agent_id, event.dedupe_key) == (90321, 3, "message:90321")
+
+
+def test_delivery_failed() -> None:
+    """The bot's own message updated with external_error is a DeliveryFailed."""
+    payload = changed(TEXT, "event", "message_updated")
+    payload.update(
+        message_type="outgoing",
+        sender={"id": 2, "name": "Acme Bot", "type": "agent_bot"},
+        content_attributes={"external_error": "(#131047) Re-engagement message"},
+    )
+    event = parse(payload)
+    assert isinstance(event, DeliveryFailed)
+    assert event.error == "(#131047) Re-engagement message"
+    assert event.dedupe_key == "failed:90321"
+
+
+CHANGES: list[tuple[str, str, Any, bool, bool]] = [
+    ("status changed", "conversation_status_changed", None, True, False),
+    ("opened", "conversation_opened", None, True, False),
+    ("resolved", "conversation_resolved", None, True, False),
+    ("updated: status", "conversation_updated", [{"status": {}}, "junk"], True, False),
+    ("updated: assignee", "conversation_updated", [{"assignee_id": {}}], False, True),
+    ("updated: labels", "conversation_updated", [{"label_list": {}}], False, False),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "attributes", "status_changed", "assigned"),
+    [c[1:] for c in CHANGES],
+    ids=[c[0] for c in CHANGES],
+)
+def test_conversation_changed(
+    name: str, attributes: Any, status_changed: bool, assigned: bool
+) -> None:
+    """Conversation events say whether the status or the assignee changed in them."""
+    payload = {**sample("conversation_status_changed_bot_handoff"), "event": name}
+    payload["changed_attributes"] = attributes
+    payload["meta"] = {**payload["meta"], "assignee": {"id": 3}, "assignee_type": "User"}
+    event = parse(payload)
+    assert isinstance(event, ConversationChanged)
+    assert (event.status_changed, event.assigned) == (status_changed, assigned)
+    assert (event.assignee_type, event.assignee_id) == ("User", 3)
+    assert event.conversation.id == 1287
+    assert event.dedupe_key is None
+
+
+def test_conversation_changed_without_meta() -> None:
+    """No meta: no assignee; a conversation event without an id is malformed."""
+    payload = {**sample("conversation_status_changed_bot_handoff"), "meta": None}
+    event = parse(payload)
+    assert isinstance(event, ConversationChanged)
+    assert (event.assignee_type, event.assignee_id) == (None, None)
+    broken = parse({**payload, "id": None})
+    assert isinstance(broken, Ignored)
+    assert broken.malformed
+    assert broken.conversation_id is None
+
+
+def test_boolean_ids_are_not_ids() -> None:
+    """JSON true is not the number 1."""
+    event = parse(changed(TEXT, "id", True))
+    assert isinstance(event, Ignored)
+    assert event.reason == "unexpected shape: 'id' is not an integer"
+
+
+def test_in_reply_to_needs_attributes() -> None:
+    """A message whose content_attributes is not an object has no in_reply_to."""
+    event = parse(changed(BUTTON, "content_attributes", "x"))
+    assert isinstance(event, CustomerMessage)
+    assert event.in_reply_to is None

@@ -7,7 +7,6 @@ import httpx
 import pytest
 
 from tests.fakes import (
-    DEFAULT_OPENAPI_PATH,
     NOT_FOR_BOTS,
     VENDORED_OPENAPI_PATH,
     FakeChatwoot,
@@ -338,8 +337,9 @@ def test_openapi_document_must_be_found(tmp_path: Path):
     missing = tmp_path / "missing.json"
     with pytest.raises(OpenApiNotFound, match="CHATWOOT_OPENAPI"):
         locate_openapi(missing, environ={}, vendored=None)
-    found = locate_openapi(missing, environ={"CHATWOOT_OPENAPI": str(DEFAULT_OPENAPI_PATH)})
-    assert found == DEFAULT_OPENAPI_PATH
+    named = tmp_path / "named.json"
+    named.write_bytes(VENDORED_OPENAPI_PATH.read_bytes())
+    assert locate_openapi(missing, environ={"CHATWOOT_OPENAPI": str(named)}) == named
     assert locate_openapi(missing, environ={}) == VENDORED_OPENAPI_PATH
     with pytest.raises(OpenApiNotFound):
         FakeChatwoot(openapi=missing)

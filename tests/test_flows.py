@@ -518,7 +518,7 @@ RULES = [
         """,
         [
             "1: (root): expected a mapping of flow keys (name, title, start, trigger, blocks,"
-            " keywords, messages, fallback, inactivity), got a list"
+            " keywords, messages, fallback, inactivity, template), got a list"
         ],
         id="root-not-a-mapping",
     ),
@@ -1743,3 +1743,59 @@ def test_check_flow_set_on_database_flows_uses_line_zero() -> None:
     assert check_flow_set(flows) == [
         Problem("<database 2>", 0, "name", "flow name 'vendas' is already used by <database 1>")
     ]
+
+
+def test_whatsapp_template_builds_its_model() -> None:
+    """`template:` keeps name, language, category and params whose strings are templates."""
+    flow = parse_flow(
+        yml(
+            """
+            template:
+              name: retomada
+              language: pt_BR
+              params: {body: {"1": "{{nome}}"}, buttons: [{type: url, parameter: x}]}
+            blocks:
+              a: {message: oi}
+            """
+        ),
+        FILE,
+    )
+    assert flow.template is not None
+    assert (flow.template.name, flow.template.language, flow.template.category) == (
+        "retomada",
+        "pt_BR",
+        None,
+    )
+    body = flow.template.params["body"]["1"]
+    assert body.source == "{{nome}}"
+
+
+TEMPLATE_RULES = [
+    pytest.param(
+        "template: {language: pt_BR, nam: x}\nblocks: {a: {message: oi}}\n",
+        [
+            "flows/teste.yaml:1: template.nam: unknown key 'nam' (did you mean 'name'?)",
+            "flows/teste.yaml:1: template.name: name is missing",
+        ],
+        id="missing-name",
+    ),
+    pytest.param(
+        "template: {name: x}\nblocks: {a: {message: oi}}\n",
+        ["flows/teste.yaml:1: template.language: language is missing"],
+        id="missing-language",
+    ),
+    pytest.param(
+        "template: retomada\nblocks: {a: {message: oi}}\n",
+        [
+            "flows/teste.yaml:1: template: expected a mapping with name, language, category,"
+            " params, got the string 'retomada'"
+        ],
+        id="not-a-mapping",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), TEMPLATE_RULES)
+def test_template_rules(text: str, expected: list[str]) -> None:
+    """A malformed `template:` is reported with its path and line."""
+    assert problems_of(text) == expected

@@ -1,0 +1,215 @@
+"""/api/*: a proactive start with initialData, WhatsApp's 24-hour window, the session view."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from structlog.testing import capture_logs
+
+from agentbot.config import Secret, Settings
+from tests.fakes import FakeChatwoot, FakeChatwootServer
+from tests.harness import WEBHOOK_TOKEN, incoming, running, write_flow
+
+pytestmark = pytest.mark.anyio
+
+API = "api-token"
+AUTH = {"authorization": f"Bearer {API}"}
+FLOW = """
+trigger: {keywords: [campanha]}
+template:
+  name: retomada
+  language: pt_BR
+  category: MARKETING
+  params: {body: {"1": "{{nome}}", "2": "{{cupom}}"}}
+blocks:
+  oferta:
+    message: >-
+      Oi {{contact.name | first_name}}! Seu cupom é {{cupom | default('NENHUM')}}.
+      Quer usar?
+    buttons:
+      - {text: Sim, next_block: fim}
+      - {text: Não, next_block: fim}
+  fim:
+    message: "Combinado!"
+"""
+NO_TEMPLATE = FLOW[: FLOW.index("template:")] + FLOW[FLOW.index("blocks:") :]
+
+
+def whatsapp(fake: FakeChatwoot, conversation_id: int, *, can_reply: bool = True) -> None:
+    fake.add_inbox(1, 7, channel_type="Channel::Whatsapp")
+    fake.add_contact(1, 4821, name="Maria Silva", phone_number="+5511987654321")
+    fake.add_conversation(1, conversation_id, inbox_id=7, contact_id=4821, can_reply=can_reply)
+
+
+def settings_for(server: FakeChatwootServer, fake: FakeChatwoot, flows: Path) -> Settings:
+    return Settings(
+        chatwoot_url=server.url,
+        chatwoot_api_token=Secret(fake.bot_token),
+        webhook_token=Secret(WEBHOOK_TOKEN),
+        api_token=Secret(API),
+        flows_dir=flows,
+    )
+
+
+async def start(h: Any, body: dict[str, Any], headers: dict[str, str] = AUTH) -> Any:
+    return await h.http.post("/api/workflow/start", json=body, headers=headers)
+
+
+async def test_start_with_initial_data(db_dsn: str, tmp_path: Path) -> None:
+    """A start sends the first block with initialData and the contact filled in; a second
+    start while it runs is refused; the session shows in /api/conversation."""
+    fake = FakeChatwoot()
+    whatsapp(fake, 80)
+    flows = write_flow(tmp_path, FLOW, "campanha.yaml")
+    with FakeChatwootServer(fake) as server:
+        async with running(
+            db_dsn, flows, fake=fake, settings=settings_for(server, fake, flows)
+        ) as h:
+            body = {
+                "conversationId": 80,
+                "workflowName": "campanha",
+                "initialData": {"cupom": "BEMVINDA10"},
+                "accountId": 1,
+            }
+            r = await start(h, body)
+            assert (r.status_code, r.json()["status"]) == (201, "started")
+            await h.until(lambda: len(h.sent(80)) == 1)
+            first = h.sent(80)[0]
+            assert first["content"] == "Oi Maria! Seu cupom é BEMVINDA10. Quer usar?"
+            assert first["template_params"] is None
+            r = await start(h, body)
+            assert (r.status_code, r.json()["error"]) == (409, "busy")
+
+            await h.post(incoming(80, 1, "Sim"))
+            await h.until(lambda: len(h.sent(80)) == 2)
+            view = (await h.http.get("/api/conversation/80", headers=AUTH)).json()
+            assert view["session"] == {
+                "flow": "campanha",
+                "version": view["session"]["version"],
+                "block": "fim",
+                "status": "completed",
+                "variables": {"cupom": "BEMVINDA10"},
+            }
+            kinds = [(i["direction"], i["kind"]) for i in view["interactions"]]
+            assert kinds[0] == ("in", "started")
+            assert ("in", "chose") in kinds
+            assert h.fake.violations == []
+
+
+async def test_outside_the_24_hour_window(db_dsn: str, tmp_path: Path) -> None:
+    """can_reply false on WhatsApp: the first message goes as the flow's approved template;
+    a flow without one is refused with the reason."""
+    fake = FakeChatwoot()
+    whatsapp(fake, 81, can_reply=False)
+    flows = write_flow(tmp_path, FLOW, "campanha.yaml")
+    write_flow(tmp_path, NO_TEMPLATE.replace("campanha]", "outra]"), "sem_modelo.yaml")
+    with FakeChatwootServer(fake) as server:
+        async with running(
+            db_dsn, flows, fake=fake, settings=settings_for(server, fake, flows)
+        ) as h:
+            body = {"conversationId": 81, "workflowName": "sem_modelo", "accountId": 1}
+            r = await start(h, body)
+            assert (r.status_code, r.json()["error"]) == (422, "outside_window")
+            body = {
+                "conversationId": 81,
+                "workflowName": "campanha",
+                "accountId": 1,
+                "initialData": {"cupom": "VOLTA5"},
+            }
+            assert (await start(h, body)).status_code == 201
+            await h.until(lambda: len(h.sent(81)) == 1)
+            sent = h.sent(81)[0]
+            assert sent["template_params"] == {
+                "name": "retomada",
+                "language": "pt_BR",
+                "category": "MARKETING",
+                "processed_params": {"body": {"1": "Maria Silva", "2": "VOLTA5"}},
+            }
+            assert h.fake.violations == []
+
+
+BAD = [
+    ("no token", {"conversationId": 1, "workflowName": "campanha"}, {}, 401, "unauthorized"),
+    ("wrong token", {}, {"authorization": "Bearer nope"}, 401, "unauthorized"),
+    ("not an object", [1], AUTH, 422, "invalid"),
+    ("no id", {"workflowName": "campanha"}, AUTH, 422, "invalid"),
+    ("no name", {"conversationId": 1}, AUTH, 422, "invalid"),
+    (
+        "bad data",
+        {"conversationId": 1, "workflowName": "campanha", "initialData": [1]},
+        AUTH,
+        422,
+        "invalid",
+    ),
+    ("unknown flow", {"conversationId": 1, "workflowName": "campanhas"}, AUTH, 404, "unknown_flow"),
+    (
+        "by contact",
+        {"contactId": 1, "inboxId": 7, "workflowName": "campanha"},
+        AUTH,
+        422,
+        "unsupported",
+    ),
+    (
+        "unseen, no account",
+        {"conversationId": 999, "workflowName": "campanha"},
+        AUTH,
+        422,
+        "account_needed",
+    ),
+    (
+        "bad account",
+        {"conversationId": 1, "workflowName": "campanha", "accountId": "x"},
+        AUTH,
+        422,
+        "invalid",
+    ),
+    (
+        "Chatwoot refuses",
+        {"conversationId": 5, "workflowName": "campanha", "accountId": 99},
+        AUTH,
+        502,
+        "chatwoot_refused",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "status", "code"), [b[1:] for b in BAD], ids=[b[0] for b in BAD]
+)
+async def test_bad_requests(
+    db_dsn: str, tmp_path: Path, body: Any, headers: dict[str, str], status: int, code: str
+) -> None:
+    """Each bad request gets its status and a JSON error naming the fix."""
+    fake = FakeChatwoot(autocreate=False)
+    flows = write_flow(tmp_path, FLOW, "campanha.yaml")
+    with FakeChatwootServer(fake) as server:
+        async with running(
+            db_dsn, flows, fake=fake, settings=settings_for(server, fake, flows)
+        ) as h:
+            r = await start(h, body, headers)
+            assert (r.status_code, r.json()["error"]) == (status, code)
+            assert r.json()["message"]
+
+
+async def test_generated_api_token_and_bad_json(db_dsn: str, tmp_path: Path) -> None:
+    """Without WORKFLOWS_API_TOKEN one is generated, printed once and required; no Chatwoot
+    configured: a start is 503."""
+    settings = Settings(
+        webhook_token=Secret(WEBHOOK_TOKEN), flows_dir=write_flow(tmp_path, FLOW, "c.yaml")
+    )
+    with capture_logs() as logs:
+        async with running(db_dsn, tmp_path, settings=settings) as h:
+            token = h.query("select value from agentbot_settings where key = 'api_token'")[0][0]
+            auth = {"authorization": f"Bearer {token}"}
+            r = await h.http.post("/api/workflow/start", content=b"{", headers=auth)
+            assert (r.status_code, r.json()["error"]) == (400, "bad_json")
+            r = await start(h, {"conversationId": 1, "workflowName": "c"}, auth)
+            assert (r.status_code, r.json()["error"]) == (503, "chatwoot_not_configured")
+            view = (await h.http.get("/api/conversation/5", headers=auth)).json()
+            assert view == {"conversation_id": 5, "session": None, "interactions": []}
+            r = await h.http.get("/api/conversation/5?accountId=x", headers=auth)
+            assert r.status_code == 422
+            assert (await h.http.get("/api/conversation/5")).status_code == 401
+    assert [e["api_token"] for e in logs if e["event"] == "api.token_generated"] == [token]
