@@ -198,7 +198,9 @@ class Outbox:
         try:
             while True:
                 self._wakeup.clear()
-                if not self._slots:
+                # Every slot alive is busy delivering (an idle one ends), so new work gets a
+                # new slot: a conversation Chatwoot answers slowly holds up no other.
+                if len(self._slots) < self.concurrency:
                     # Rows waiting out a backoff may wait up to a minute; a probe every few
                     # seconds notices Chatwoot's return and wakes them all.
                     probe = loop.time() - last_probe >= self.probe_interval

@@ -41,6 +41,7 @@ from agentbot.events import (
 from agentbot.flows import Flow
 from agentbot.outbox import encode
 from agentbot.store import NewSession, SessionRow, SessionState, Store, Tx
+from agentbot.templates import render
 
 log = structlog.get_logger("agentbot.service")
 
@@ -262,6 +263,11 @@ class Service:
                 return Handled(Result.ACTED, 1, row.flow_name)
             session = _session(row)
             if isinstance(event, CustomerMessage):
+                stale = await self._stale_reply(tx, row, event)
+                if stale is not None:
+                    return await self._save(
+                        tx, row, where, _ask_again(flow, session, stale), event=event
+                    )
                 event = _expand_reply(flow, session, event)
             result = engine.step(flow, session, event, now)
             return await self._save(tx, row, where, result, event=event)
@@ -299,6 +305,16 @@ class Service:
         if handled.actions:
             self.on_commit()
         return handled
+
+    async def _stale_reply(self, tx: Tx, row: SessionRow, event: CustomerMessage) -> str | None:
+        """The block of an older question this WhatsApp reply answers (`in_reply_to`), if it
+        is not the question the session waits on now."""
+        if event.in_reply_to is None:
+            return None
+        sent = await tx.sent_message(event.conversation.account_id, event.in_reply_to)
+        if sent is None or sent.session_id != row.id or sent.kind != "options":
+            return None
+        return None if sent.block == row.current_block else sent.block
 
     async def resume(
         self,
@@ -423,6 +439,16 @@ class Service:
             actions=len(result.actions),
         )
         return Handled(Result.ACTED, len(result.actions), new.flow)
+
+
+def _ask_again(flow: Flow, session: Session, stale: str) -> engine.Step:
+    """A tap on a button of an older question: ask the current one again, count no miss."""
+    block = flow.blocks.get(session.block)
+    actions: tuple[engine.Action, ...] = ()
+    if block is not None and block.buttons and block.message is not None:
+        text = render(block.message, engine.scope(session))
+        actions = (SendOptions(text, engine.options(block), block.id),)
+    return engine.Step(session, actions, engine.Outcome.IGNORED, stale)
 
 
 def _expand_reply(flow: Flow, session: Session, event: CustomerMessage) -> CustomerMessage:

@@ -536,6 +536,8 @@ class FakeChatwoot:
         self.message_limit = message_limit
         self.now = now
         self.delay = delay  # seconds to wait before answering each request; settable any time
+        # Path fragment -> seconds: e.g. {"/conversations/7/": 3.0} makes one conversation slow.
+        self.slow_paths: dict[str, float] = {}
 
         self._lock = threading.Lock()
         self._requests: list[_Received] = []
@@ -891,6 +893,9 @@ class FakeChatwoot:
             )
             self._requests.append(received)
             delay = self.delay
+            for marker, seconds in self.slow_paths.items():
+                if marker in request.url.path:
+                    delay = max(delay, seconds)
             failure = None
             if self._failures:
                 failure = self._failures[0]

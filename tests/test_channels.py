@@ -163,3 +163,28 @@ async def test_web_widget_submitted_values(db_dsn: str, tmp_path: Path) -> None:
 def test_fit_keeps_short_titles() -> None:
     """A title within the limit is sent as it is."""
     assert sent_titles("Channel::Whatsapp", ["Sim", "Não"]) == ["Sim", "Não"]
+
+
+@pytest.mark.anyio
+async def test_whatsapp_reply_to_an_older_question(db_dsn: str, tmp_path: Path) -> None:
+    """A tap on a button of an earlier menu (in_reply_to) is not taken as an answer to the
+    current question: that question is asked again, with no miss counted."""
+    async with running(db_dsn, write_flow(tmp_path)) as h:
+        await h.post(incoming(44, 1, "Oi"))
+        await h.until(lambda: len(h.sent(44)) == 1)
+        await h.post(incoming(44, 2, "Sim"))
+        await h.until(lambda: len(h.sent(44)) == 2)
+        old, current = (m["id"] for m in h.sent(44))
+        stale = incoming(44, 3, "Não")
+        stale["content_attributes"] = {"in_reply_to": old}
+        assert (await h.post(stale)).json() == {"status": "acted"}
+        await h.until(lambda: len(h.sent(44)) == 3)
+        assert h.contents(44) == [QUESTION, NEXT, NEXT]
+        assert h.query("select current_block, misses from workflow_conversations") == [
+            ("produto", 0)
+        ]
+        answer = incoming(44, 4, "Só olhando")
+        answer["content_attributes"] = {"in_reply_to": current}
+        await h.post(answer)
+        await h.until(lambda: len(h.sent(44)) == 4)
+        assert h.contents(44)[-1] == "Tudo bem! Estamos aqui quando precisar."

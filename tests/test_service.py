@@ -227,3 +227,20 @@ async def test_labels_with_user_token_on_old_chatwoot(db_dsn: str, tmp_path: Pat
             await h.settled()
             assert fake.labels(19) == ["vip", "lead_novo"]
             assert h.query("select count(*) from workflow_outbox where status = 'dead'") == [(0,)]
+
+
+async def test_slow_conversation_does_not_delay_others(db_dsn: str, tmp_path: Path) -> None:
+    """Chatwoot answering one conversation slowly holds up only that conversation's replies."""
+    async with running(db_dsn, write_flow(tmp_path)) as h:
+        h.fake.slow_paths["/conversations/20/"] = 3.0
+        await h.post(incoming(20, 1, "Oi"))
+        await asyncio.sleep(0.2)  # its delivery is under way, and slow
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        for i in range(5):
+            await h.post(incoming(21 + i, 10 + i, "Oi"))
+        await h.until(lambda: all(len(h.sent(21 + i)) == 1 for i in range(5)))
+        others = loop.time() - started
+        assert h.sent(20) == []  # the slow one is still waiting for Chatwoot
+        assert others < 2.5, f"the other conversations waited {others:.1f} s"
+        await h.until(lambda: len(h.sent(20)) == 1)
