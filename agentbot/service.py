@@ -7,7 +7,7 @@ loses nothing.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
@@ -86,6 +86,29 @@ class Service:
     async def handle(
         self, event: Event, *, event_name: str, delivery_id: str | None, now: datetime
     ) -> Handled:
+        """A customer's message or widget answer: step the conversation's flow."""
+
+        async def step(tx: Tx, row: SessionRow | None) -> Handled:
+            return await self._step(tx, row, event, now)
+
+        return await self._intake(event, event_name, delivery_id, step)
+
+    async def notice(self, notice: Notice, *, event_name: str, delivery_id: str | None) -> Handled:
+        """Who holds the conversation changed, or the channel refused a message."""
+
+        async def act(tx: Tx, row: SessionRow | None) -> Handled:
+            return await self._notice(tx, row, notice)
+
+        return await self._intake(notice, event_name, delivery_id, act)
+
+    async def _intake(
+        self,
+        event: Event | Notice,
+        event_name: str,
+        delivery_id: str | None,
+        then: Callable[[Tx, SessionRow | None], Awaitable[Handled]],
+    ) -> Handled:
+        """One transaction: take the event in once, lock its conversation, act on it."""
         conv = event.conversation
         async with self.store.transaction() as tx:
             fresh = await tx.record_event(
@@ -99,27 +122,7 @@ class Service:
                 return Handled(Result.DUPLICATE)
             await tx.lock_conversation(conv.account_id, conv.id)
             row = await tx.latest_session(conv.account_id, conv.id)
-            handled = await self._step(tx, row, event, now)
-        if handled.actions:
-            self.on_commit()
-        return handled
-
-    async def notice(self, notice: Notice, *, event_name: str, delivery_id: str | None) -> Handled:
-        """Who holds the conversation changed, or the channel refused a message."""
-        conv = notice.conversation
-        async with self.store.transaction() as tx:
-            fresh = await tx.record_event(
-                delivery_id=delivery_id,
-                dedupe_key=notice.dedupe_key,
-                event=event_name,
-                account_id=conv.account_id,
-                conversation_id=conv.id,
-            )
-            if not fresh:
-                return Handled(Result.DUPLICATE)
-            await tx.lock_conversation(conv.account_id, conv.id)
-            row = await tx.latest_session(conv.account_id, conv.id)
-            handled = await self._notice(tx, row, notice)
+            handled = await then(tx, row)
         if handled.actions:
             self.on_commit()
         return handled

@@ -92,40 +92,38 @@ where account_id = %(account_id)s and message_id = %(message_id)s and direction 
 order by id desc limit 1
 """
 RECORD_ERROR = "update workflow_interactions set error = %(error)s where id = %(id)s"
-# The head of one conversation's queue, if due and not being delivered by another worker. The
-# row lock is held while it is delivered: a worker that dies releases it with its connection.
-CLAIM_OUTBOX = """
-with heads as (
-    select distinct on (account_id, conversation_id) id
-    from workflow_outbox
-    where status = 'pending'
-    order by account_id, conversation_id, id
-)
+# Heads of conversations' queues: pending rows with no earlier pending row of their
+# conversation. The row lock is held while a head is delivered: a worker that dies releases it
+# with its connection, and SKIP LOCKED lets other workers take other conversations meanwhile.
+_HEADS = """
 select o.id, o.account_id, o.conversation_id, o.session_id, o.channel, o.action, o.attempts,
     o.created_at
-from workflow_outbox o join heads h on h.id = o.id
-where o.status = 'pending' and o.next_attempt_at <= now()
+from workflow_outbox o
+where o.status = 'pending'
+  and not exists (
+    select 1 from workflow_outbox p
+    where p.status = 'pending' and p.account_id = o.account_id
+      and p.conversation_id = o.conversation_id and p.id < o.id
+  )
+"""
+CLAIM_OUTBOX = (
+    _HEADS
+    + """  and o.next_attempt_at <= now()
 order by o.next_attempt_at, o.id
 limit 1
 for update of o skip locked
 """
-# A probe: the head that waits longest on a failure, due or not. When it goes through, Chatwoot
-# is back and everything waiting is made due at once (WAKE_WAITING).
-CLAIM_PROBE = """
-with heads as (
-    select distinct on (account_id, conversation_id) id
-    from workflow_outbox
-    where status = 'pending'
-    order by account_id, conversation_id, id
 )
-select o.id, o.account_id, o.conversation_id, o.session_id, o.channel, o.action, o.attempts,
-    o.created_at
-from workflow_outbox o join heads h on h.id = o.id
-where o.status = 'pending' and o.outage
+# A probe: the head that waits longest on an outage, due or not. When it goes through,
+# Chatwoot is back and everything waiting is made due at once (WAKE_WAITING).
+CLAIM_PROBE = (
+    _HEADS
+    + """  and o.outage
 order by o.next_attempt_at, o.id
 limit 1
 for update of o skip locked
 """
+)
 MARK_SENT = """
 update workflow_outbox
 set status = 'sent', result = %(result)s, attempts = attempts + 1, last_error = null,

@@ -108,7 +108,11 @@ create table workflow_outbox (
     created_at timestamptz not null default now(),
     finished_at timestamptz
 );
+-- A conversation's earlier pending rows (only a queue's head is delivered) ...
 create index workflow_outbox_pending on workflow_outbox (account_id, conversation_id, id)
+    where status = 'pending';
+-- ... and the due rows, in the order they are claimed.
+create index workflow_outbox_due on workflow_outbox (next_attempt_at, id)
     where status = 'pending';
 
 -- Generated values kept across restarts (the webhook token, the API token).
