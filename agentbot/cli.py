@@ -1,4 +1,4 @@
-"""The `agentbot` command: serve, migrate, check, register, doctor.
+"""The `agentbot` command: serve, migrate, check, test, simulate, graph, register, doctor.
 
 Each command reads the settings once, reports a bad one in one line, and exits non-zero on a
 problem. Errors are printed, never raised as tracebacks at the user.
@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import difflib
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 import structlog
@@ -20,8 +22,14 @@ from agentbot.config import Settings
 from agentbot.database import Database, open_database
 from agentbot.doctor import DoctorOptions, doctor_command
 from agentbot.errors import AgentbotError, ConfigError, FlowError
+from agentbot.events import Contact
+from agentbot.flows import Flow, Problem, flow_warnings, parse_flow
+from agentbot.flowtests import Suite, parse_suite, run_suite
+from agentbot.graph import mermaid
 from agentbot.migrate import migrate
 from agentbot.register import DEFAULT_NAME, RegisterOptions, register_command
+from agentbot.sandbox import channel_name
+from agentbot.simulator import Simulation, parse_reply, parse_variable
 
 log = structlog.get_logger("agentbot.cli")
 
@@ -33,6 +41,42 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands.add_parser("migrate", help="apply the database migrations")
     check = commands.add_parser("check", help="validate flow files")
     check.add_argument("paths", nargs="*", type=Path, help="files or folders (default FLOWS_DIR)")
+    test = commands.add_parser(
+        "test", help="run the flows' conversation tests through the engine (no database)"
+    )
+    test.add_argument(
+        "paths", nargs="*", type=Path, help="test files or folders (default FLOWS_DIR/tests)"
+    )
+    simulate = commands.add_parser(
+        "simulate", help="chat with a flow in the terminal (reads the customer's lines)"
+    )
+    simulate.add_argument("flow", help="a flow's name in FLOWS_DIR, or its file")
+    simulate.add_argument(
+        "--var",
+        dest="variables",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="start at once with this variable, as a proactive start's initialData (repeat "
+        "for more; VALUE is read as JSON when it is JSON, else as text)",
+    )
+    simulate.add_argument(
+        "--name", default="Cliente", help="the contact's name, {{nome}} (default: Cliente)"
+    )
+    simulate.add_argument(
+        "--channel",
+        default="whatsapp",
+        help="whatsapp (default), web_widget, telegram, facebook, line, api, sms, email, "
+        "instagram, twilio, or a Chatwoot Channel::... name",
+    )
+    simulate.add_argument(
+        "--webhook-reply",
+        metavar="REPLY",
+        help="answer every webhook call so instead of asking: JSON (status 200), "
+        "'STATUS [JSON]' or 'error [TEXT]'",
+    )
+    graph = commands.add_parser("graph", help="print a flow as a Mermaid flowchart")
+    graph.add_argument("flow", help="a flow's name in FLOWS_DIR, or its file")
     register = commands.add_parser(
         "register",
         help="create or update the Agent Bot in Chatwoot, connect it to inboxes "
@@ -99,6 +143,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "check":
             return check_command(args.paths or [settings.flows_dir])
+        if args.command == "test":
+            return test_command(args.paths or [settings.flows_dir / "tests"], settings.flows_dir)
+        if args.command == "simulate":
+            return simulate_command(
+                find_flow(args.flow, settings.flows_dir),
+                variables=args.variables,
+                name=args.name,
+                channel=args.channel,
+                webhook_reply=args.webhook_reply,
+            )
+        if args.command == "graph":
+            print(mermaid(find_flow(args.flow, settings.flows_dir)), end="")
+            return 0
         if args.command == "migrate":
             return asyncio.run(migrate_command(settings))
         if args.command == "register":
@@ -119,10 +176,142 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def check_command(paths: list[Path]) -> int:
-    flows = load_flow_files(paths)
+    """Problems (exit 1) and warnings (no effect on the exit code) of the flow files."""
+    try:
+        flows = load_flow_files(paths)
+    except FlowError:
+        # Warn about the files that are fine on their own, then report the problems.
+        _print_warnings(_parsable(paths))
+        raise
     for file, flow in flows:
         print(f"{file}: ok ({flow.name}, {len(flow.blocks)} blocks, version {flow.version})")
+    _print_warnings(flows)
     return 0
+
+
+def _print_warnings(flows: list[tuple[str, Flow]]) -> None:
+    for file, flow in flows:
+        for warning in flow_warnings(flow, file):
+            where = f"{warning.file}:{warning.line}: {warning.path}"
+            print(f"{where}: warning: {warning.message}", file=sys.stderr)
+
+
+def _yaml_files(paths: list[Path]) -> list[Path]:
+    """The files `paths` name: folders give their `*.yaml` and `*.yml` files, in name order."""
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files.extend(sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml")))
+        elif path.is_file():
+            files.append(path)
+    return files
+
+
+def _parsable(paths: list[Path]) -> list[tuple[str, Flow]]:
+    flows: list[tuple[str, Flow]] = []
+    for file in _yaml_files(paths):
+        try:
+            flows.append((str(file), parse_flow(file.read_text(encoding="utf-8"), str(file))))
+        except (FlowError, OSError, UnicodeDecodeError):
+            continue  # load_flow_files reports it
+    return flows
+
+
+def find_flow(reference: str, flows_dir: Path) -> Flow:
+    """The flow a command names: a file (a path ending in .yaml or .yml, or an existing file),
+    else a flow's name among FLOWS_DIR's files. FlowError when invalid, AgentbotError when
+    there is no such flow."""
+    path = Path(reference)
+    if reference.endswith((".yaml", ".yml")) or path.is_file():
+        return load_flow_files([path])[0][1]
+    if not flows_dir.is_dir():
+        raise AgentbotError(
+            f"no flow named {reference!r}: FLOWS_DIR {str(flows_dir)!r} is not a folder"
+        )
+    flows = {flow.name: flow for _, flow in load_flow_files([flows_dir])}
+    if reference in flows:
+        return flows[reference]
+    names = ", ".join(sorted(flows)) or "none"
+    raise AgentbotError(
+        f"no flow named {reference!r} in {flows_dir} (flows there: {names}); "
+        "name a flow or give the path to its file"
+    )
+
+
+def test_command(paths: list[Path], flows_dir: Path) -> int:
+    """Run every test file under `paths`; failures with their diff, then `N passed, M failed`."""
+    files = _yaml_files(paths)
+    missing = [path for path in paths if not path.exists()]
+    errors = 0
+    for path in missing:
+        print(f"{path}: no such file or directory", file=sys.stderr)
+        errors += 1
+    catalog: dict[str, Flow] | None = None  # FLOWS_DIR's flows, read once when a test names one
+    passed = failed = 0
+    for file in files:
+        try:
+            suite = parse_suite(file.read_text(encoding="utf-8"), str(file))
+            if suite.flow_is_path:
+                flow = load_flow_files([file.parent / suite.flow])[0][1]
+            else:
+                if catalog is None:
+                    catalog = {}  # on a problem, reported once; its tests fail as not found
+                    catalog = {f.name: f for _, f in load_flow_files([flows_dir])}
+                flow = _named_flow(catalog, suite, flows_dir)
+        except FlowError as exc:
+            for problem in exc.problems:
+                print(problem, file=sys.stderr)
+            errors += 1
+            continue
+        except (OSError, UnicodeDecodeError) as exc:
+            print(f"{file}: cannot read: {exc}", file=sys.stderr)
+            errors += 1
+            continue
+        for result in run_suite(suite, flow):
+            if result.failure is None:
+                passed += 1
+                print(f"PASS {file}:{result.case.line}: {result.case.name}")
+            else:
+                failed += 1
+                print(f"FAIL {result.failure}")
+    summary = f"{passed} passed, {failed} failed"
+    if errors:
+        summary += f", {errors} error(s)"
+    if not files and not errors:
+        summary += f": no test files in {', '.join(str(p) for p in paths)}"
+        errors += 1
+    print(summary)
+    return 1 if failed or errors else 0
+
+
+def _named_flow(catalog: dict[str, Flow], suite: Suite, flows_dir: Path) -> Flow:
+    if suite.flow in catalog:
+        return catalog[suite.flow]
+    close = difflib.get_close_matches(suite.flow, list(catalog), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    if not catalog:
+        hint = " (no valid flow was read from it)"
+    message = f"no flow named {suite.flow!r} in {flows_dir}{hint}"
+    raise FlowError([Problem(suite.file, suite.flow_line, "flow", message)])
+
+
+def simulate_command(
+    flow: Flow, *, variables: list[str], name: str, channel: str, webhook_reply: str | None
+) -> int:
+    try:
+        seeded = dict(parse_variable(item) for item in variables)
+    except ValueError as exc:
+        raise AgentbotError(str(exc)) from exc
+    simulation = Simulation(
+        flow=flow,
+        now=datetime.now(UTC),
+        out=sys.stdout,
+        variables=seeded or None,
+        contact=Contact(id=1, name=name),
+        channel=channel_name(channel),
+        webhook_reply=parse_reply(webhook_reply) if webhook_reply is not None else None,
+    )
+    return simulation.run(iter(sys.stdin), prompt=sys.stdin.isatty())
 
 
 async def migrate_command(settings: Settings) -> int:

@@ -276,8 +276,13 @@ async def test_database_down_and_back(db_dsn: str, tmp_path: Path) -> None:
         r = await h.http.get("/health")
         assert (r.status_code, r.json()["database"]) == (503, "unreachable")
         await proxy.start()
+        # The pool reconnects on its own, with a backoff: wait for /health to say so.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 20
+        while (await h.http.get("/health")).status_code != 200:
+            assert loop.time() < deadline, "the service did not recover"
+            await asyncio.sleep(0.2)
         r = await h.post(incoming(98, 2, "Sim"))
         assert r.status_code == 200
-        assert (await h.http.get("/health")).status_code == 200
         await h.until(lambda: len(h.sent(98)) == 2)
         assert h.contents(98)[1] == "Qual produto te interessa?"
