@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import difflib
+import signal
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -346,6 +347,10 @@ def serve_command(settings: Settings) -> int:
             chatwoot=settings.chatwoot_url or "not configured",
         )
         app = create_app(settings, dsn=db.dsn)
+        # uvicorn shuts down gracefully on SIGTERM and then raises the signal again for the
+        # handler it found: make that one an exit, so the `finally` below stops the embedded
+        # PostgreSQL instead of the process dying on the spot.
+        signal.signal(signal.SIGTERM, _exit_on_signal)
         uvicorn.run(
             app,
             host=settings.host,
@@ -357,6 +362,10 @@ def serve_command(settings: Settings) -> int:
     finally:
         db.stop()
     return 0
+
+
+def _exit_on_signal(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 async def _prepare(settings: Settings) -> Database:

