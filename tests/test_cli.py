@@ -189,3 +189,18 @@ def test_embedded_database_stops_with_the_service(tmp_path: Path) -> None:
     while pid_file.exists():
         assert time.monotonic() < deadline, "the embedded PostgreSQL was left running"
         time.sleep(0.1)
+
+
+def test_contact_attributes_need_the_user_token(tmp_path: Path) -> None:
+    """A flow saving contact attributes is refused at start without CHATWOOT_USER_TOKEN."""
+    flow = (
+        "trigger: {default: true}\nblocks:\n  a:\n    message: CPF?\n"
+        "    input: {save_as: cpf, type: cpf}\n    save_to: contact.custom_attributes.cpf\n"
+    )
+    flows = write_flow(tmp_path / "flows", flow, "cpf.yaml")
+    result = agentbot("serve", env=environment(tmp_path, FLOWS_DIR=str(flows)), cwd=tmp_path)
+    assert result.returncode == 1
+    assert (
+        f"{flows}/cpf.yaml:6: blocks.a.save_to: contact attributes need CHATWOOT_USER_TOKEN"
+        in result.stderr
+    )

@@ -312,3 +312,44 @@ async def test_call_webhook_retries_idempotent_only(tmp_path: Path) -> None:
         assert not reply.ok
         assert reply.error is not None
         assert reply.error.startswith("request failed")
+
+
+CONTACT_FLOW = """
+trigger: {default: true}
+blocks:
+  cpf:
+    message: "Qual é o seu CPF?"
+    input: {save_as: cpf, type: cpf}
+    save_to: contact.custom_attributes.cpf
+    next_block: fim
+  fim:
+    message: "Obrigado!"
+"""
+
+
+async def test_contact_attribute_with_user_token(db_dsn: str, tmp_path: Path) -> None:
+    """save_to contact.* is merged into the contact's attributes with CHATWOOT_USER_TOKEN."""
+    from agentbot.config import Settings
+    from tests.harness import WEBHOOK_TOKEN, incoming, running, write_flow
+
+    fake = FakeChatwoot()
+    fake.add_contact(1, 4821, name="Maria Silva", custom_attributes={"plano": "pro"})
+    flows = write_flow(tmp_path, CONTACT_FLOW, "cpf.yaml")
+    with FakeChatwootServer(fake) as server:
+        settings = Settings(
+            chatwoot_url=server.url,
+            chatwoot_api_token=Secret(fake.bot_token),
+            chatwoot_user_token=Secret(fake.user_token),
+            webhook_token=Secret(WEBHOOK_TOKEN),
+            flows_dir=flows,
+        )
+        async with running(db_dsn, flows, fake=fake, settings=settings) as h:
+            await h.post(incoming(32, 1, "Oi"))
+            await h.post(incoming(32, 2, "529.982.247-25"))
+            await h.until(lambda: len(h.sent(32)) == 2)
+            await h.settled()
+            contact = fake.contact(4821)
+            assert contact["custom_attributes"] == {"plano": "pro", "cpf": "52998224725"}
+            patches = [q for q in fake.requests if q.method == "PATCH"]
+            assert [q.headers["api_access_token"] for q in patches] == [fake.user_token]
+            assert fake.violations == []

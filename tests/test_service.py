@@ -244,3 +244,31 @@ async def test_slow_conversation_does_not_delay_others(db_dsn: str, tmp_path: Pa
         assert h.sent(20) == []  # the slow one is still waiting for Chatwoot
         assert others < 2.5, f"the other conversations waited {others:.1f} s"
         await h.until(lambda: len(h.sent(20)) == 1)
+
+
+async def test_edited_flow_keeps_conversations_in_flight(db_dsn: str, tmp_path: Path) -> None:
+    """A deploy that edits the flow (a block renamed, a text changed) does not break a
+    conversation in progress: it finishes on the version it started; new ones get the new."""
+    from tests.harness import SALES_FLOW
+
+    fake = FakeChatwoot()
+    flows = write_flow(tmp_path)
+    async with running(db_dsn, flows, fake=fake) as h:
+        await h.post(incoming(90, 1, "Oi"))
+        await h.until(lambda: len(h.sent(90)) == 1)
+    edited = SALES_FLOW.replace("Qual produto te interessa?", "O que você procura?").replace(
+        "produto", "interesse"
+    )
+    write_flow(tmp_path, edited)
+    async with running(db_dsn, flows, fake=fake) as h:
+        await h.post(incoming(90, 2, "Sim"))
+        await h.until(lambda: len(h.sent(90)) == 2)
+        assert h.contents(90)[1] == "Qual produto te interessa?"
+        await h.post(incoming(91, 3, "Oi"))
+        await h.post(incoming(91, 4, "Sim"))
+        await h.until(lambda: len(h.sent(91)) == 2)
+        assert h.contents(91)[1] == "O que você procura?"
+        versions = h.query(
+            "select conversation_id, flow_version from workflow_conversations order by id"
+        )
+        assert versions[0][1] != versions[1][1]
