@@ -137,6 +137,10 @@ async def webhook(request: Request) -> Response:
         handled = await service.handle(
             parsed, event_name=event_name, delivery_id=delivery_id, now=clock()
         )
+    elif isinstance(parsed, events.WidgetOpened):
+        handled = await service.widget_opened(
+            parsed, event_name=event_name, delivery_id=delivery_id, now=clock()
+        )
     else:
         handled = await service.notice(parsed, event_name=event_name, delivery_id=delivery_id)
     state["counts"][(event_name, handled.result.value)] += 1

@@ -236,6 +236,20 @@ def choose_flow(flows: Sequence[Flow], inbox_id: int | None, text: str) -> Flow 
     return None
 
 
+def choose_widget_flow(flows: Sequence[Flow], inbox_id: int | None) -> Flow | None:
+    """The flow that greets a visitor opening the web widget (`trigger.widget`), if any.
+
+    A flow limited to inboxes wins over an unlimited one for those inboxes.
+    """
+    candidates = [
+        f
+        for f in flows
+        if f.trigger.widget and (not f.trigger.inboxes or inbox_id in f.trigger.inboxes)
+    ]
+    candidates.sort(key=lambda f: (not f.trigger.inboxes, f.name))
+    return candidates[0] if candidates else None
+
+
 def snapshot(contact: Contact, conversation: Conversation) -> dict[str, Any]:
     """What templates and conditions see as `contact.*` and `conversation.*` (JSON values)."""
     return {

@@ -112,6 +112,18 @@ class DeliveryFailed:
 
 
 @dataclass(frozen=True, slots=True)
+class WidgetOpened:
+    """A visitor opened the web widget of a conversation (`webwidget_triggered`)."""
+
+    conversation: Conversation
+    contact: Contact
+
+    @property
+    def dedupe_key(self) -> None:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
 class Ignored:
     event: str
     reason: str
@@ -136,7 +148,7 @@ class _Malformed(Exception):
     pass
 
 
-def parse(payload: object) -> Event | Notice | Ignored:
+def parse(payload: object) -> Event | Notice | WidgetOpened | Ignored:
     """Decide what an Agent Bot webhook payload means for the bot."""
     if not isinstance(payload, Mapping):
         return Ignored("?", "the body is not a JSON object", malformed=True)
@@ -150,6 +162,8 @@ def parse(payload: object) -> Event | Notice | Ignored:
             return _message_updated(payload)
         if name in CONVERSATION_EVENTS:
             return _conversation_changed(name, payload)
+        if name == "webwidget_triggered":
+            return _widget_opened(payload)
     except _Malformed as exc:
         conv = payload if name in CONVERSATION_EVENTS else payload.get("conversation")
         return Ignored(
@@ -247,6 +261,23 @@ def _conversation_changed(name: str, payload: Mapping[str, Any]) -> Conversation
         assignee_id=_maybe_int(assignee.get("id")) if isinstance(assignee, Mapping) else None,
         assigned="assignee_id" in changed,
     )
+
+
+def _widget_opened(payload: Mapping[str, Any]) -> WidgetOpened | Ignored:
+    current = payload.get("current_conversation")
+    if current is None:
+        # The widget opened before any conversation exists: there is nowhere to write yet.
+        return Ignored(
+            "webwidget_triggered",
+            "no conversation yet",
+            account_id=_maybe_int(_get(payload, "account", "id")),
+        )
+    if not isinstance(current, Mapping):
+        raise _Malformed("'current_conversation' is not an object")
+    conversation = _conversation_of(payload, current)
+    if conversation.status != ACTIONABLE_STATUS:
+        return _ignored(payload, conversation, f"conversation is {conversation.status}")
+    return WidgetOpened(conversation, _contact(payload, payload.get("contact")))
 
 
 def _gate(payload: Mapping[str, Any], conversation: Conversation) -> Ignored | None:

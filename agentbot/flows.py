@@ -56,7 +56,7 @@ TOP_KEYS = (
     "template",
 )
 TEMPLATE_KEYS = ("name", "language", "category", "params")
-TRIGGER_KEYS = ("default", "keywords", "inboxes")
+TRIGGER_KEYS = ("default", "keywords", "inboxes", "widget")
 WORDS_KEYS = ("handoff", "restart")
 TEXTS_KEYS = ("retry", "handoff")
 INACTIVITY_KEYS = ("after", "message")
@@ -219,6 +219,7 @@ class Trigger:
     default: bool = False
     keywords: tuple[str, ...] = ()
     inboxes: tuple[int, ...] = ()
+    widget: bool = False  # start when a visitor opens the web widget (webwidget_triggered)
 
 
 @dataclass(frozen=True, slots=True)
@@ -1356,6 +1357,7 @@ def _build(
         default=_flag(trigger_map, "default", "trigger", report),
         keywords=_words(trigger_map, "keywords", "trigger", (), report),
         inboxes=_inboxes(trigger_map, report),
+        widget=_flag(trigger_map, "widget", "trigger", report),
     )
     words_map = _section(definition, "keywords", WORDS_KEYS, report)
     words = GlobalWords(

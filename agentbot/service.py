@@ -37,6 +37,7 @@ from agentbot.events import (
     Event,
     Notice,
     OptionSubmitted,
+    WidgetOpened,
 )
 from agentbot.flows import Flow
 from agentbot.outbox import encode
@@ -101,9 +102,28 @@ class Service:
 
         return await self._intake(notice, event_name, delivery_id, act)
 
+    async def widget_opened(
+        self, event: WidgetOpened, *, event_name: str, delivery_id: str | None, now: datetime
+    ) -> Handled:
+        """A visitor opened the web widget: greet with the inbox's widget flow, once per
+        conversation (a conversation that ever had a session is left alone)."""
+
+        async def greet(tx: Tx, row: SessionRow | None) -> Handled:
+            conv = event.conversation
+            flows = list(self.catalog.current.values())
+            flow = engine.choose_widget_flow(flows, conv.inbox_id)
+            if row is not None or flow is None:
+                return Handled(Result.RECORDED)
+            where = Where(conv.account_id, conv.id, conv.channel, conv.inbox_id, event.contact.id)
+            context = engine.snapshot(event.contact, conv)
+            result = engine.start(flow, now, context=context)
+            return await self._save(tx, None, where, result, event=None)
+
+        return await self._intake(event, event_name, delivery_id, greet)
+
     async def _intake(
         self,
-        event: Event | Notice,
+        event: Event | Notice | WidgetOpened,
         event_name: str,
         delivery_id: str | None,
         then: Callable[[Tx, SessionRow | None], Awaitable[Handled]],

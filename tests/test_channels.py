@@ -188,3 +188,30 @@ async def test_whatsapp_reply_to_an_older_question(db_dsn: str, tmp_path: Path) 
         await h.post(answer)
         await h.until(lambda: len(h.sent(44)) == 4)
         assert h.contents(44)[-1] == "Tudo bem! Estamos aqui quando precisar."
+
+
+@pytest.mark.anyio
+async def test_web_widget_opened_greets_once(db_dsn: str, tmp_path: Path) -> None:
+    """A flow with `trigger: {widget: true}` greets a visitor who opens the widget, once per
+    conversation; without a conversation yet there is nothing to do."""
+    import json
+
+    from tests.conftest import SAMPLES
+
+    opened = json.loads((SAMPLES / "webwidget_triggered.json").read_text())
+    flow = (
+        "trigger: {widget: true, inboxes: [3]}\nblocks:\n  oi:\n"
+        "    message: 'Oi {{nome}}! Posso ajudar?'\n"
+        "    buttons: [{text: Sim, next_block: fim}, {text: Não, next_block: fim}]\n"
+        "  fim:\n    message: Combinado.\n"
+    )
+    async with running(db_dsn, write_flow(tmp_path, flow, "widget.yaml")) as h:
+        assert (await h.post(opened)).json() == {"status": "acted"}
+        await h.until(lambda: len(h.sent(1290)) == 1)
+        assert h.sent(1290)[0]["content"] == "Oi billowing-frog-482! Posso ajudar?"
+        assert (await h.post(opened)).json() == {"status": "recorded"}
+        nothing = {**opened, "current_conversation": None}
+        assert (await h.post(nothing)).json()["status"] == "ignored"
+        await h.post(widget_answer(1290, h.sent(1290)[0]["id"], "Sim", "sim"))
+        await h.until(lambda: len(h.sent(1290)) == 2)
+        assert h.contents(1290)[1] == "Combinado."

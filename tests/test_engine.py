@@ -29,6 +29,7 @@ from agentbot.engine import (
     Waiting,
     WebhookReply,
     choose_flow,
+    choose_widget_flow,
     scope,
     snapshot,
     start,
@@ -1042,3 +1043,33 @@ def test_choose_flow(text: str, inbox: int, name: str) -> None:
 def test_choose_flow_none() -> None:
     """With no default flow and no keyword match there is nothing to start."""
     assert choose_flow([_flow("vendas", "{keywords: [vendas]}")], 7, "oi") is None
+
+
+def _widget(name: str, trigger: str) -> Flow:
+    return parse_flow(
+        f"name: {name}\ntrigger: {trigger}\nblocks:\n  a: {{message: oi}}\n", "f.yaml"
+    )
+
+
+WIDGET_FLOWS = [
+    _widget("geral", "{default: true}"),
+    _widget("boas_vindas", "{widget: true}"),
+    _widget("loja", "{widget: true, inboxes: [3]}"),
+]
+
+
+@pytest.mark.parametrize(
+    ("inbox", "name"),
+    [(3, "loja"), (5, "boas_vindas")],
+    ids=["inbox-limited wins in its inbox", "unlimited elsewhere"],
+)
+def test_choose_widget_flow(inbox: int, name: str) -> None:
+    """The widget greets with the inbox's widget flow, an inbox-limited one first."""
+    chosen = choose_widget_flow(WIDGET_FLOWS, inbox)
+    assert chosen is not None
+    assert chosen.name == name
+
+
+def test_choose_widget_flow_none() -> None:
+    """No flow asks for the widget: nothing greets."""
+    assert choose_widget_flow(WIDGET_FLOWS[:1], 3) is None

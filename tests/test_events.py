@@ -18,6 +18,7 @@ from agentbot.events import (
     DeliveryFailed,
     Ignored,
     OptionSubmitted,
+    WidgetOpened,
     parse,
 )
 from tests.conftest import SAMPLES
@@ -107,7 +108,7 @@ IGNORED = [
         changed(WIDGET, "conversation.status", "resolved"),
         "conversation is resolved",
     ),
-    ("widget opened", {"event": "webwidget_triggered", "id": 5140}, "event not handled"),
+    ("unknown event", {"event": "contact_created", "id": 5140}, "event not handled"),
 ]
 
 
@@ -293,3 +294,50 @@ def test_in_reply_to_needs_attributes() -> None:
     event = parse(changed(BUTTON, "content_attributes", "x"))
     assert isinstance(event, CustomerMessage)
     assert event.in_reply_to is None
+
+
+WIDGET_OPENED = sample("webwidget_triggered")
+
+
+def test_widget_opened() -> None:
+    """The widget opened on a pending conversation: its contact and conversation."""
+    event = parse(WIDGET_OPENED)
+    assert isinstance(event, WidgetOpened)
+    assert (event.conversation.id, event.conversation.inbox_id) == (1290, 3)
+    assert event.conversation.channel == "Channel::WebWidget"
+    assert (event.contact.id, event.contact.name) == (4830, "billowing-frog-482")
+    assert event.dedupe_key is None
+
+
+WIDGET_IGNORED = [
+    (
+        "no conversation yet",
+        {**WIDGET_OPENED, "current_conversation": None},
+        "no conversation yet",
+        False,
+    ),
+    (
+        "resolved conversation",
+        changed(WIDGET_OPENED, "current_conversation.status", "resolved"),
+        "conversation is resolved",
+        False,
+    ),
+    (
+        "conversation not an object",
+        {**WIDGET_OPENED, "current_conversation": "x"},
+        "unexpected shape: 'current_conversation' is not an object",
+        True,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason", "malformed"),
+    [c[1:] for c in WIDGET_IGNORED],
+    ids=[c[0] for c in WIDGET_IGNORED],
+)
+def test_widget_opened_ignored(payload: dict[str, Any], reason: str, malformed: bool) -> None:
+    """A widget opened with no conversation, or on one not pending, needs nothing."""
+    event = parse(payload)
+    assert isinstance(event, Ignored)
+    assert (event.reason, event.malformed) == (reason, malformed)

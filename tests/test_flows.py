@@ -773,7 +773,7 @@ RULES = [
             message: Oi
         """,
         [
-            "1: trigger: expected a mapping with default, keywords, inboxes, got a list",
+            "1: trigger: expected a mapping with default, keywords, inboxes, widget, got a list",
             "3: keywords.handoff: expected a list of words, got the string 'atendente'",
             "4: messages: expected a mapping with retry, handoff, got the string 'Oi'",
         ],
@@ -822,7 +822,7 @@ RULES = [
             tags: "uma lista escrita como texto, longa demais para mostrar inteira"
         """,
         [
-            "1: trigger: expected a mapping with default, keywords, inboxes, got nothing",
+            "1: trigger: expected a mapping with default, keywords, inboxes, widget, got nothing",
             "4: blocks.inicio.message: expected a string, got a list",
             "5: blocks.inicio.tag: expected a string, got a mapping",
             "6: blocks.inicio.tags: expected a list of tags,"
