@@ -363,11 +363,11 @@ def flow_warnings(flow: Flow, file: str) -> list[Problem]:
     return problems
 
 
-def parse_flow(text: str, filename: str) -> Flow:
-    """Parse and validate one flow file; raise `FlowError` naming every problem in it."""
+def read_yaml(text: str, filename: str) -> tuple[Any, yaml.Node | None]:
+    """The data (`yaml.safe_load`) and the node tree (for line numbers) of a YAML text; a
+    syntax error is a `FlowError` with one problem at its line, path `(yaml)`."""
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        return yaml.safe_load(text), yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.reader.ReaderError as exc:
         # A character YAML refuses; the reader knows only its offset in the text.
         line = text.count("\n", 0, exc.position) + 1
@@ -377,6 +377,11 @@ def parse_flow(text: str, filename: str) -> Flow:
         line = exc.problem_mark.line + 1 if exc.problem_mark else 1
         message = ", ".join(part for part in (exc.context, exc.problem) if part)
         raise FlowError([Problem(filename, line, "(yaml)", message)]) from exc
+
+
+def parse_flow(text: str, filename: str) -> Flow:
+    """Parse and validate one flow file; raise `FlowError` naming every problem in it."""
+    data, root = read_yaml(text, filename)
     lines: dict[str, int] = {"": 1}
     repeats: list[Problem] = []
     if root is not None:

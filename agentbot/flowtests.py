@@ -70,7 +70,15 @@ from agentbot import engine
 from agentbot.errors import FlowError
 from agentbot.events import Contact, Conversation
 from agentbot.expressions import lookup
-from agentbot.flows import ATTRIBUTE, DURATION, DURATION_PART, DURATION_UNITS, Flow, Problem
+from agentbot.flows import (
+    ATTRIBUTE,
+    DURATION,
+    DURATION_PART,
+    DURATION_UNITS,
+    Flow,
+    Problem,
+    read_yaml,
+)
 from agentbot.sandbox import WHATSAPP, Said, Sandbox, channel_name
 
 START = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -172,17 +180,7 @@ class Result:
 
 def parse_suite(text: str, file: str) -> Suite:
     """The test file's content; FlowError naming every problem in it (`file:line: path: ...`)."""
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.reader.ReaderError as exc:
-        line = text.count("\n", 0, exc.position) + 1
-        message = f"character #x{exc.character:04x} is not allowed in YAML: {exc.reason}"
-        raise FlowError([Problem(file, line, "(yaml)", message)]) from exc
-    except yaml.MarkedYAMLError as exc:
-        line = exc.problem_mark.line + 1 if exc.problem_mark else 1
-        message = ", ".join(part for part in (exc.context, exc.problem) if part)
-        raise FlowError([Problem(file, line, "(yaml)", message)]) from exc
+    data, root = read_yaml(text, file)
     lines: dict[str, int] = {}
     try:
         if root is not None:

@@ -189,22 +189,22 @@ class Service:
         kind: str,
         actions: tuple[Handoff, ...],
     ) -> Handled:
-        await tx.set_session_status(row.id, Status.HANDED_OFF)
-        await tx.insert_interaction(
-            session_id=row.id,
-            account_id=conv.account_id,
-            conversation_id=conv.id,
-            direction="in",
-            kind=kind,
-            block=row.current_block,
-        )
+        await self._end_session(tx, row, conv, Status.HANDED_OFF, kind)
         where = Where(conv.account_id, conv.id, conv.channel, conv.inbox_id, row.contact_id)
         await self._queue(tx, row.id, where, actions)
         log.info("session.humans", reason=kind, flow=row.flow_name, block=row.current_block)
         return Handled(Result.HUMANS, len(actions), row.flow_name)
 
     async def _close(self, tx: Tx, row: SessionRow, conv: Conversation, kind: str) -> Handled:
-        await tx.set_session_status(row.id, "closed")
+        await self._end_session(tx, row, conv, "closed", kind)
+        log.info("session.closed", reason=kind, flow=row.flow_name, block=row.current_block)
+        return Handled(Result.CLOSED, 0, row.flow_name)
+
+    async def _end_session(
+        self, tx: Tx, row: SessionRow, conv: Conversation, status: str, kind: str
+    ) -> None:
+        """The session stops where it is, for the reason `kind`, kept in the history."""
+        await tx.set_session_status(row.id, status)
         await tx.insert_interaction(
             session_id=row.id,
             account_id=conv.account_id,
@@ -213,8 +213,6 @@ class Service:
             kind=kind,
             block=row.current_block,
         )
-        log.info("session.closed", reason=kind, flow=row.flow_name, block=row.current_block)
-        return Handled(Result.CLOSED, 0, row.flow_name)
 
     async def _delivery_failed(
         self, tx: Tx, row: SessionRow | None, conv: Conversation, message_id: int, error: str
