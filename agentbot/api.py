@@ -1,4 +1,5 @@
-"""The `/api/*` routes (design §4): start a flow proactively, read a conversation's session.
+"""The `/api/*` routes (design §4): start a flow proactively, read a conversation's session,
+list, read and store flows.
 
 Every route needs `Authorization: Bearer <WORKFLOWS_API_TOKEN>`; every error is JSON
 `{"error": code, "message": what to do}`.
@@ -19,8 +20,8 @@ from starlette.responses import JSONResponse, Response
 from agentbot import engine, events
 from agentbot.chatwoot import ChatwootClient
 from agentbot.config import Secret
-from agentbot.errors import ChatwootRejected, ChatwootUnavailable
-from agentbot.flows import Flow
+from agentbot.errors import ChatwootRejected, ChatwootUnavailable, FlowError
+from agentbot.flows import Flow, flow_from_definition, parse_flow
 from agentbot.service import Result, Service, Where
 from agentbot.templates import render_value
 
@@ -34,6 +35,7 @@ class ApiState(TypedDict):
     client: ChatwootClient | None
     api_token: Secret
     clock: Callable[[], datetime]
+    user_token: bool  # CHATWOOT_USER_TOKEN is set: flows may save contact attributes
 
 
 def error(status: int, code: str, message: str) -> JSONResponse:
@@ -224,3 +226,95 @@ async def conversation(request: Request) -> Response:
             ],
         }
     )
+
+
+YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
+MAX_FLOW_BODY = 1024 * 1024
+
+
+async def list_workflows(request: Request) -> Response:
+    state = _authorized(request)
+    if isinstance(state, Response):
+        return state
+    rows = await state["service"].store.flow_list()
+    return JSONResponse(
+        {"workflows": [{**row, "updated_at": row["updated_at"].isoformat()} for row in rows]}
+    )
+
+
+async def read_workflow(request: Request) -> Response:
+    state = _authorized(request)
+    if isinstance(state, Response):
+        return state
+    name = request.path_params["name"]
+    row = await state["service"].store.current_flow(name)
+    if row is None:
+        return error(404, "unknown_flow", f"no flow named '{name}'")
+    return JSONResponse(
+        {
+            "name": row["name"],
+            "title": row["title"],
+            "version": row["version"],
+            "source": row["source"],
+            "updated_at": row["updated_at"].isoformat(),
+            "config": row["definition"],
+        }
+    )
+
+
+async def store_workflow(request: Request) -> Response:
+    """Create or replace a flow: `{"name", "config"}` as JSON, or the YAML text itself."""
+    state = _authorized(request)
+    if isinstance(state, Response):
+        return state
+    body = await request.body()
+    if len(body) > MAX_FLOW_BODY:
+        return error(413, "too_large", f"a flow is at most {MAX_FLOW_BODY} bytes")
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    try:
+        if kind in YAML_TYPES:
+            flow = parse_flow(body.decode("utf-8", errors="replace"), "<request>")
+            if "name" not in flow.definition:
+                return error(422, "invalid", "the YAML needs a `name:` (there is no file name)")
+        else:
+            flow_or_error = _flow_from_json(body)
+            if isinstance(flow_or_error, Response):
+                return flow_or_error
+            flow = flow_or_error
+        changed = await state["service"].catalog.store_api_flow(
+            flow, file="<request>", user_token=state["user_token"]
+        )
+    except FlowError as exc:
+        return JSONResponse(
+            {
+                "error": "invalid_flow",
+                "message": f"the flow has {len(exc.problems)} problem(s): fix them, send again",
+                "problems": [str(p) for p in exc.problems],
+            },
+            status_code=422,
+        )
+    return JSONResponse(
+        {"name": flow.name, "version": flow.version, "changed": changed},
+        status_code=201 if changed else 200,
+    )
+
+
+def _flow_from_json(body: bytes) -> Flow | Response:
+    try:
+        data = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return error(
+            400, "bad_json", f"the body is not JSON: {exc}; or send YAML as application/yaml"
+        )
+    if not isinstance(data, dict) or not isinstance(data.get("config"), dict):
+        return error(422, "invalid", 'send {"name": "...", "config": {<the flow>}}')
+    name = data.get("name")
+    config = dict(data["config"])
+    if name is None:
+        name = config.get("name")
+    if not isinstance(name, str) or not name:
+        return error(422, "invalid", "name must name the flow")
+    if config.get("name", name) != name:
+        return error(422, "invalid", f"name '{name}' and config.name '{config['name']}' differ")
+    config["name"] = name
+    return flow_from_definition(config, name=name, file="<request>")

@@ -42,6 +42,7 @@ log = structlog.get_logger("agentbot.app")
 MAX_BODY = 1024 * 1024  # design §4: 413 over 1 MiB
 SIGNATURE_WINDOW = 300  # seconds; chatwoot.md §2: reject timestamps older than about 5 minutes
 POOL_TIMEOUT = 3.0  # answer 500 well inside Chatwoot's 5 s when the database is away
+FLOWS_REFRESH = 10.0  # seconds between re-reads of the current flows (other replicas' changes)
 
 
 class State(TypedDict):
@@ -54,6 +55,7 @@ class State(TypedDict):
     client: ChatwootClient | None
     api_token: Secret
     clock: Callable[[], datetime]
+    user_token: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,6 +262,7 @@ def create_app(
             timers = Timers(service, clock=clock, interval=timer_interval)
             tasks.append(asyncio.create_task(outbox.run(), name="agentbot-outbox"))
             tasks.append(asyncio.create_task(timers.run(), name="agentbot-timers"))
+            tasks.append(asyncio.create_task(refresh_flows(catalog), name="agentbot-flows"))
             yield State(
                 counts=Counter(),
                 service=service,
@@ -270,6 +273,7 @@ def create_app(
                 client=client,
                 api_token=await api_token(settings, store),
                 clock=clock,
+                user_token=settings.chatwoot_user_token is not None,
             )
         finally:
             for task in tasks:
@@ -286,6 +290,9 @@ def create_app(
             Route("/health", health, methods=["GET"]),
             Route("/api/workflow/start", api.start_workflow, methods=["POST"]),
             Route("/api/conversation/{conversation_id:int}", api.conversation, methods=["GET"]),
+            Route("/api/workflows", api.list_workflows, methods=["GET"]),
+            Route("/api/workflows", api.store_workflow, methods=["POST"]),
+            Route("/api/workflows/{name}", api.read_workflow, methods=["GET"]),
         ],
         exception_handlers={
             StoreError: on_store_error,
@@ -296,6 +303,16 @@ def create_app(
     )
     app.state.clock = clock
     return app
+
+
+async def refresh_flows(catalog: Catalog, interval: float = FLOWS_REFRESH) -> None:
+    """Pick up flows another replica stored through POST /api/workflows."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await catalog.reload()
+        except StoreError as exc:
+            log.warning("flows.refresh_failed", error=str(exc))
 
 
 async def api_token(settings: Settings, store: Store) -> Secret:

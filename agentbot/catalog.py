@@ -100,6 +100,37 @@ class Catalog:
         await self.reload()
         return flows
 
+    async def store_api_flow(self, flow: Flow, *, file: str, user_token: bool) -> bool:
+        """Validate `flow` beside the current ones and make it its name's current version
+        (source `api`); True when that is a new version. Raises FlowError."""
+        others = [(f"<flow {f.name}>", f) for f in self.current.values() if f.name != flow.name]
+        problems = check_flow_set([*others, (file, flow)])
+        if not user_token and flow_uses_contact_attributes(flow):
+            problems.append(
+                Problem(
+                    file,
+                    0,
+                    "save_to",
+                    "contact attributes need CHATWOOT_USER_TOKEN (the bot's token may not "
+                    "write contacts): set it in env-workflows",
+                )
+            )
+        if problems:
+            raise FlowError(problems)
+        changed = await self.store.sync_flow(
+            name=flow.name,
+            version=flow.version,
+            title=flow.title,
+            definition=flow.definition,
+            source="api",
+        )
+        self._versions[(flow.name, flow.version)] = flow
+        await self.reload()
+        log.info(
+            "flows.stored", flow=flow.name, version=flow.version, changed=changed, source="api"
+        )
+        return changed
+
     async def reload(self) -> None:
         current: dict[str, Flow] = {}
         for name, version, definition in await self.store.current_flows():

@@ -169,6 +169,14 @@ where id = %(id)s and status = 'active'
 SELECT_CURRENT_FLOWS = """
 select name, version, definition from workflow_configs where is_current order by name
 """
+SELECT_FLOW_LIST = """
+select name, version, title, source, updated_at from workflow_configs
+where is_current order by name
+"""
+SELECT_CURRENT_FLOW = """
+select name, version, title, source, updated_at, definition from workflow_configs
+where name = %(name)s and is_current
+"""
 SELECT_FLOW_VERSION = """
 select definition from workflow_configs where name = %(name)s and version = %(version)s
 """
@@ -487,6 +495,18 @@ class Store:
         async with self.transaction() as tx:
             cur = await tx.conn.execute(SELECT_CURRENT_FLOWS)
             return [(n, v, d) for n, v, d in await cur.fetchall()]
+
+    async def flow_list(self) -> list[dict[str, Any]]:
+        """The current version of every flow: name, version, title, source, updated_at."""
+        async with self.transaction() as tx, tx.conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(SELECT_FLOW_LIST)
+            return await cur.fetchall()
+
+    async def current_flow(self, name: str) -> dict[str, Any] | None:
+        """The flow's current version with its definition, or None."""
+        async with self.transaction() as tx, tx.conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(SELECT_CURRENT_FLOW, {"name": name})
+            return await cur.fetchone()
 
     async def flow_definition(self, name: str, version: str) -> dict[str, Any] | None:
         async with self.transaction() as tx:

@@ -213,3 +213,113 @@ async def test_generated_api_token_and_bad_json(db_dsn: str, tmp_path: Path) -> 
             assert r.status_code == 422
             assert (await h.http.get("/api/conversation/5")).status_code == 401
     assert [e["api_token"] for e in logs if e["event"] == "api.token_generated"] == [token]
+
+
+SIMPLE = {"trigger": {"keywords": ["pesquisa"]}, "blocks": {"a": {"message": "Nota de 0 a 10?"}}}
+
+
+async def test_workflows_create_list_read(db_dsn: str, tmp_path: Path) -> None:
+    """POST /api/workflows stores a flow (JSON or YAML), used at once; a second identical POST
+    changes nothing; GET lists and reads them."""
+    flows = write_flow(tmp_path, FLOW, "campanha.yaml")
+    settings = Settings(webhook_token=Secret(WEBHOOK_TOKEN), api_token=Secret(API), flows_dir=flows)
+    async with running(db_dsn, flows, settings=settings) as h:
+        r = await h.http.post(
+            "/api/workflows", json={"name": "pesquisa", "config": SIMPLE}, headers=AUTH
+        )
+        assert (r.status_code, r.json()["changed"]) == (201, True)
+        again = await h.http.post(
+            "/api/workflows", json={"name": "pesquisa", "config": SIMPLE}, headers=AUTH
+        )
+        assert (again.status_code, again.json()) == (200, {**r.json(), "changed": False})
+        yaml_flow = (
+            "name: pesquisa\ntrigger: {keywords: [pesquisa]}\nblocks:\n  a: {message: 'Nota?'}\n"
+        )
+        r = await h.http.post(
+            "/api/workflows",
+            content=yaml_flow.encode(),
+            headers={**AUTH, "content-type": "application/yaml"},
+        )
+        assert r.status_code == 201
+        listed = (await h.http.get("/api/workflows", headers=AUTH)).json()["workflows"]
+        assert [(w["name"], w["source"]) for w in listed] == [
+            ("campanha", "file"),
+            ("pesquisa", "api"),
+        ]
+        read = (await h.http.get("/api/workflows/pesquisa", headers=AUTH)).json()
+        assert read["config"]["blocks"]["a"]["message"] == "Nota?"
+        assert (await h.http.get("/api/workflows/nada", headers=AUTH)).status_code == 404
+        # In use at once: a new conversation saying the keyword starts it.
+        await h.post(incoming(85, 1, "pesquisa"))
+        assert h.query("select flow_name from workflow_conversations") == [("pesquisa",)]
+
+
+STORE_BAD = [
+    (
+        "invalid flow",
+        {"name": "x", "config": {"blocks": {"a": {"message": ""}}}},
+        {},
+        422,
+        "invalid_flow",
+    ),
+    (
+        "second default",
+        {"name": "x", "config": {"trigger": {"default": True}, "blocks": {"a": {"message": "oi"}}}},
+        {},
+        422,
+        "invalid_flow",
+    ),
+    ("no config", {"name": "x"}, {}, 422, "invalid"),
+    ("names differ", {"name": "x", "config": {**SIMPLE, "name": "y"}}, {}, 422, "invalid"),
+    ("no name", {"config": SIMPLE}, {}, 422, "invalid"),
+    (
+        "yaml without a name",
+        "blocks: {a: {message: oi}}",
+        {"content-type": "application/yaml"},
+        422,
+        "invalid",
+    ),
+    ("bad yaml", "blocks: [", {"content-type": "application/yaml"}, 422, "invalid_flow"),
+    ("not json", "{", {"content-type": "application/json"}, 400, "bad_json"),
+    (
+        "contact attributes without the user token",
+        {
+            "name": "x",
+            "config": {
+                "blocks": {
+                    "a": {
+                        "message": "CPF?",
+                        "input": {"save_as": "cpf", "type": "cpf"},
+                        "save_to": "contact.custom_attributes.cpf",
+                    }
+                }
+            },
+        },
+        {},
+        422,
+        "invalid_flow",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "status", "code"), [b[1:] for b in STORE_BAD], ids=[b[0] for b in STORE_BAD]
+)
+async def test_workflows_refused(
+    db_dsn: str, tmp_path: Path, body: Any, headers: dict[str, str], status: int, code: str
+) -> None:
+    """An invalid flow is refused with every problem; nothing is stored."""
+    default = "trigger: {default: true}\nblocks:\n  a: {message: oi}\n"
+    flows = write_flow(tmp_path, default, "geral.yaml")
+    settings = Settings(webhook_token=Secret(WEBHOOK_TOKEN), api_token=Secret(API), flows_dir=flows)
+    async with running(db_dsn, flows, settings=settings) as h:
+        if isinstance(body, str):
+            r = await h.http.post(
+                "/api/workflows", content=body.encode(), headers={**AUTH, **headers}
+            )
+        else:
+            r = await h.http.post("/api/workflows", json=body, headers=AUTH)
+        assert (r.status_code, r.json()["error"]) == (status, code)
+        if code == "invalid_flow":
+            assert r.json()["problems"]
+        assert h.query("select count(*) from workflow_configs where source = 'api'") == [(0,)]

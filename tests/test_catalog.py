@@ -59,3 +59,28 @@ def test_load_reports_every_file(tmp_path: Path) -> None:
     assert f"{tmp_path}/missing.yaml:0: (file): no such file or directory" in lines
     assert any(line.startswith(f"{tmp_path}/a.yaml:1: blocks.a.message") for line in lines)
     assert any("flow name 'vendas' is already used" in line for line in lines)
+
+
+async def test_refresh_picks_up_other_replicas_flows(db_dsn: str, tmp_path: Path) -> None:
+    """A flow another replica stored becomes current here at the next refresh."""
+    import asyncio
+    import contextlib
+
+    from agentbot.app import refresh_flows
+    from agentbot.flows import parse_flow
+
+    async with AsyncConnectionPool(db_dsn, min_size=1, open=False) as pool:
+        here, there = Catalog(Store(pool)), Catalog(Store(pool))
+        await here.reload()
+        flow = parse_flow(SALES_FLOW, "vendas.yaml")
+        await there.store_api_flow(flow, file="<request>", user_token=False)
+        assert "vendas" not in here.current
+        task = asyncio.create_task(refresh_flows(here, interval=0.01))
+        for _ in range(200):
+            if "vendas" in here.current:
+                break
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        assert here.current["vendas"].version == flow.version
