@@ -70,7 +70,7 @@ def messages(
     """The message bodies (POST /messages) that ask `text` with these (title, value) options."""
     if not shows_buttons(channel):
         lines = "\n".join(f"{i}. {title}" for i, (title, _) in enumerate(options, start=1))
-        return [_body(f"{text}\n\n{lines}" if text else lines)]
+        return [text_body(f"{text}\n\n{lines}" if text else lines)]
     titles = sent_titles(channel, [t for t, _ in options])
     items = [{"title": t, "value": v} for t, (_, v) in zip(titles, options, strict=True)]
     if channel != WHATSAPP or len(items) <= WHATSAPP_LIST_ROWS:
@@ -88,13 +88,14 @@ def expand_reply(channel: str | None, reply: str, titles: Sequence[str]) -> str:
     return reply
 
 
-def _body(text: str) -> dict[str, Any]:
+def text_body(text: str) -> dict[str, Any]:
+    """A public text message from the bot (POST /messages)."""
     return {"content": text, "message_type": "outgoing", "private": False}
 
 
 def _select(text: str, items: list[dict[str, str]]) -> dict[str, Any]:
     return {
-        **_body(text),
+        **text_body(text),
         "content_type": "input_select",
         "content_attributes": {"items": items},
     }

@@ -27,7 +27,7 @@ class ChatwootClient:
         self.http = http
         self.token = token
         self.user_token = user_token
-        self._labels_token = token
+        self._fallback_token = token
 
     async def create_message(
         self, account_id: int, conversation_id: int, body: Mapping[str, Any]
@@ -37,7 +37,9 @@ class ChatwootClient:
         )
 
     async def labels(self, account_id: int, conversation_id: int) -> list[str]:
-        data = await self._labels_request("GET", f"{_conv(account_id, conversation_id)}/labels")
+        data = await self._bot_or_user_request(
+            "GET", f"{_conv(account_id, conversation_id)}/labels"
+        )
         payload = data.get("payload")
         return [x for x in payload if isinstance(x, str)] if isinstance(payload, list) else []
 
@@ -45,7 +47,7 @@ class ChatwootClient:
         self, account_id: int, conversation_id: int, labels: Sequence[str]
     ) -> list[str]:
         """Chatwoot's POST replaces the whole set: pass the union you want."""
-        data = await self._labels_request(
+        data = await self._bot_or_user_request(
             "POST", f"{_conv(account_id, conversation_id)}/labels", json={"labels": list(labels)}
         )
         payload = data.get("payload")
@@ -68,7 +70,7 @@ class ChatwootClient:
 
     async def conversation(self, account_id: int, conversation_id: int) -> dict[str, Any]:
         """The conversation as Chatwoot shows it (a bot may read it from 4.14.2 on)."""
-        return await self._labels_request("GET", _conv(account_id, conversation_id))
+        return await self._bot_or_user_request("GET", _conv(account_id, conversation_id))
 
     async def conversation_attributes(
         self, account_id: int, conversation_id: int
@@ -144,20 +146,21 @@ class ChatwootClient:
             json={"agent_bot": bot_id},
         )
 
-    async def _labels_request(
+    async def _bot_or_user_request(
         self, method: str, path: str, *, json: Mapping[str, Any] | None = None
     ) -> dict[str, Any]:
         try:
-            return await self._request(method, path, json=json, token=self._labels_token)
+            return await self._request(method, path, json=json, token=self._fallback_token)
         except ChatwootRejected as exc:
-            # Chatwoot < 4.14.2 answers a bot token 401 on labels: use the user token, from now on.
+            # Chatwoot < 4.14.2 answers a bot token 401 on labels and on reading a conversation:
+            # use the user token for these calls, from now on.
             if (
                 exc.status_code != 401
                 or self.user_token is None
-                or self._labels_token is self.user_token
+                or self._fallback_token is self.user_token
             ):
                 raise
-            self._labels_token = self.user_token
+            self._fallback_token = self.user_token
             return await self._request(method, path, json=json, token=self.user_token)
 
     async def _request(

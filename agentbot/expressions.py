@@ -42,12 +42,8 @@ from dataclasses import dataclass
 from typing import Any
 
 KEYWORDS = frozenset({"and", "or", "not", "in", "contains", "exists", "true", "false", "null"})
-COMPARISONS = frozenset({"==", "!=", "<", "<=", ">", ">="})
 LITERALS: Mapping[str, Any] = {"true": True, "false": False, "null": None}
 
-# A name starts with a letter or _ (accents allowed) and may continue with dotted segments.
-NAME = re.compile(r"[^\W\d]\w*")
-PATH = re.compile(r"[^\W\d]\w*(?:\.\w+)*")
 NUMERIC = re.compile(r"\s*-?\d+(?:\.\d+)?\s*")
 
 _TOKEN = re.compile(
@@ -127,7 +123,7 @@ class Or:
 
 @dataclass(frozen=True, slots=True)
 class Compare:
-    op: str  # one of COMPARISONS, "in" or "contains"
+    op: str  # ==, !=, <, <=, >, >=, "in" or "contains"
     left: Expression
     right: Expression
 

@@ -410,24 +410,18 @@ async def carry_out(
     template_params: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """One action, as Chatwoot's API wants it."""
+    if template_params is not None and isinstance(action, SendText | SendOptions):
+        # Outside WhatsApp's 24-hour window only an approved template goes through.
+        body = {**channels.text_body(action.text), "template_params": dict(template_params)}
+        return await client.create_message(account_id, conversation_id, body)
     match action:
         case SendText(text=text):
-            body = {"content": text, "message_type": "outgoing", "private": False}
-            if template_params is not None:
-                body["template_params"] = dict(template_params)
-            return await client.create_message(account_id, conversation_id, body)
+            return await client.create_message(
+                account_id, conversation_id, channels.text_body(text)
+            )
         case SendOptions(text=text, options=options):
             pairs = [(o.title, o.value) for o in options]
             first: dict[str, Any] | None = None
-            if template_params is not None:
-                # Outside WhatsApp's 24-hour window only an approved template goes through.
-                body = {
-                    "content": text,
-                    "message_type": "outgoing",
-                    "private": False,
-                    "template_params": dict(template_params),
-                }
-                return await client.create_message(account_id, conversation_id, body)
             for body in channels.messages(channel, text, pairs):
                 answer = await client.create_message(account_id, conversation_id, body)
                 first = answer if first is None else first
@@ -455,8 +449,8 @@ async def carry_out(
                 result = await client.assign(account_id, conversation_id, body)
             return result
         case PrivateNote(text=text):
-            body = {"content": text, "message_type": "outgoing", "private": True}
-            return await client.create_message(account_id, conversation_id, body)
+            note = {**channels.text_body(text), "private": True}
+            return await client.create_message(account_id, conversation_id, note)
         case SaveAttribute(scope="conversation", key=key, value=value):
             # Chatwoot's POST replaces the whole hash: merge with what is there.
             attributes = await client.conversation_attributes(account_id, conversation_id)
