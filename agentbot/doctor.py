@@ -188,7 +188,7 @@ async def check_database(settings: Settings, embedded_dir: Path = EMBEDDED_DIR) 
         try:
             missing = await pending(db.dsn)
         except psycopg.Error as exc:
-            checks.append(Check("FAIL", "migrations", f"cannot read schema_migrations: {exc}"))
+            checks.append(Check("FAIL", "migrations", f"cannot read the migrations ledger: {exc}"))
             return checks
         total = len(load_migrations())
         if missing:
