@@ -23,8 +23,8 @@ RUN /opt/agentbot/bin/pip install --no-deps . \
 
 # --- run -----------------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE}
-RUN groupadd --system --gid 10001 agentbot \
-    && useradd --system --uid 10001 --gid agentbot --home-dir /app --no-create-home \
+RUN groupadd --gid 10001 agentbot \
+    && useradd --uid 10001 --gid agentbot --home-dir /app --no-create-home \
         --shell /usr/sbin/nologin agentbot
 COPY --from=build /opt/agentbot /opt/agentbot
 WORKDIR /app
