@@ -88,7 +88,11 @@ def test_make_run_serves_health(db_dsn: str, tmp_path: Path) -> None:
 def test_check_test_and_graph_as_written(tmp_path: Path) -> None:
     """`agentbot check`, `agentbot test` and `agentbot graph` from the quick start succeed."""
     env = environment(tmp_path)
-    commands = [c for c in quick_start() if c.split()[1] in ("check", "test", "graph")]
+    commands = [
+        c
+        for c in quick_start()
+        if c.startswith(".venv/bin/agentbot ") and c.split()[1] in ("check", "test", "graph")
+    ]
     assert len(commands) == 3
     for command in commands:
         result = run(command, env)
