@@ -80,8 +80,9 @@ def test_make_run_serves_health(db_dsn: str, tmp_path: Path) -> None:
                 time.sleep(0.3)
         assert status == 200, (tmp_path / "make-run.log").read_text()
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=30)
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(timeout=30)
         log.close()
 
 
