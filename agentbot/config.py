@@ -22,6 +22,12 @@ DEFAULT_ENV_FILE = "env-workflows"
 DEFAULT_DB_NAME = "chatwoot_workflows"
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("json", "console")
+# Variables of the system agentbot replaces that mean nothing here: reported by `agentbot doctor`
+# (an old env-workflows keeps working unchanged) rather than silently ignored.
+NOT_USED_PREFIX = "WHATSAPP_"
+NOT_USED_REASON = (
+    "WhatsApp goes through Chatwoot's WhatsApp inbox, agentbot never calls Meta: remove them"
+)
 
 
 class Secret:
@@ -61,6 +67,7 @@ class Settings:
     flows_dir: Path = Path("flows")
     log_level: str = "info"
     log_format: str | None = None  # None: console on a terminal, json otherwise
+    not_used: tuple[str, ...] = ()  # set variables agentbot does not use (NOT_USED_PREFIX)
 
     @property
     def chatwoot_configured(self) -> bool:
@@ -92,6 +99,9 @@ class Settings:
             flows_dir=Path(get.text("FLOWS_DIR") or "flows"),
             log_level=get.choice("LOG_LEVEL", LOG_LEVELS) or "info",
             log_format=get.choice("LOG_FORMAT", LOG_FORMATS),
+            not_used=tuple(
+                sorted(k for k in values if k.startswith(NOT_USED_PREFIX) and get.text(k))
+            ),
         )
 
     @classmethod

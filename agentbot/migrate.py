@@ -3,6 +3,11 @@
 Each file runs in its own transaction under a session advisory lock, so two processes migrating
 at once apply every file exactly once. A file changed after it was applied stops the migration:
 write a new one instead.
+
+The ledger is `agentbot_schema_migrations`, a name Rails never uses: agentbot may share a database
+with Chatwoot, whose own `schema_migrations` and `ar_internal_metadata` are left alone. Releases up
+to 0.1.0 named the ledger `schema_migrations`; a database they migrated is recognised by the
+ledger's columns (Rails' table has only `version`) and its ledger renamed in place.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import structlog
@@ -23,19 +29,30 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 LOCK_KEY = 0x6167656E74626F74  # "agentbot" in ASCII, as one bigint advisory-lock key
 _NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
-CREATE_TABLE = """
-create table if not exists schema_migrations (
+LEDGER = "agentbot_schema_migrations"
+LEGACY_LEDGER = "schema_migrations"  # agentbot <= 0.1.0; also the name of Rails' own ledger
+CREATE_TABLE = f"""
+create table if not exists {LEDGER} (
     version integer primary key,
     name text not null,
     checksum text not null,
     applied_at timestamptz not null default now()
 )
 """
-SELECT_APPLIED = "select version, name, checksum from schema_migrations order by version"
+SELECT_APPLIED = f"select version, name, checksum from {LEDGER} order by version"
 INSERT_APPLIED = (
-    "insert into schema_migrations (version, name, checksum) "
-    "values (%(version)s, %(name)s, %(checksum)s)"
+    f"insert into {LEDGER} (version, name, checksum) values (%(version)s, %(name)s, %(checksum)s)"
 )
+# The columns of the legacy ledger in the current schema: agentbot's has `checksum`, Rails' not.
+LEGACY_COLUMNS = """
+select column_name from information_schema.columns
+where table_schema = current_schema() and table_name = %s
+"""
+AGENTBOT_COLUMNS = {"version", "name", "checksum", "applied_at"}
+RENAME_LEGACY = f"""
+alter table {LEGACY_LEDGER} rename to {LEDGER};
+alter index if exists {LEGACY_LEDGER}_pkey rename to {LEDGER}_pkey;
+"""
 
 log = structlog.get_logger("agentbot.migrate")
 
@@ -76,6 +93,7 @@ async def migrate(dsn: str, migrations: list[Migration] | None = None) -> list[s
         async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
             await conn.execute("select pg_advisory_lock(%s)", (LOCK_KEY,))
             try:
+                await _upgrade_legacy_ledger(conn)
                 await conn.execute(CREATE_TABLE)
                 cur = await conn.execute(SELECT_APPLIED)
                 done = {v: (n, c) for v, n, c in await cur.fetchall()}
@@ -107,15 +125,40 @@ async def migrate(dsn: str, migrations: list[Migration] | None = None) -> list[s
     return applied_now
 
 
+async def _upgrade_legacy_ledger(conn: psycopg.AsyncConnection[Any]) -> None:
+    """Rename agentbot's old `schema_migrations` ledger; never touch Rails' table of that name."""
+    if await _exists(conn, LEDGER) or not await _is_legacy_ledger(conn):
+        return
+    async with conn.transaction():
+        await conn.execute(RENAME_LEGACY)
+    log.info("migrate.ledger_renamed", old=LEGACY_LEDGER, new=LEDGER)
+
+
+async def _exists(conn: psycopg.AsyncConnection[Any], table: str) -> bool:
+    cur = await conn.execute("select to_regclass(%s) is not null", (table,))
+    row = await cur.fetchone()
+    return row is not None and bool(row[0])
+
+
+async def _is_legacy_ledger(conn: psycopg.AsyncConnection[Any]) -> bool:
+    cur = await conn.execute(LEGACY_COLUMNS, (LEGACY_LEDGER,))
+    return {c for (c,) in await cur.fetchall()} == AGENTBOT_COLUMNS
+
+
 async def pending(dsn: str) -> list[str]:
-    """The migrations not yet applied to this database."""
+    """The migrations not yet applied to this database (read-only: no ledger is renamed)."""
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
-        cur = await conn.execute("select to_regclass('schema_migrations') is not null")
-        row = await cur.fetchone()
         done: set[int] = set()
-        if row is not None and row[0]:
-            cur = await conn.execute(SELECT_APPLIED)
-            done = {v for v, _, _ in await cur.fetchall()}
+        table = None
+        if await _exists(conn, LEDGER):
+            table = LEDGER
+        elif await _is_legacy_ledger(conn):
+            table = LEGACY_LEDGER
+        if table is not None:
+            cur = await conn.execute(
+                sql.SQL("select version from {}").format(sql.Identifier(table))
+            )
+            done = {int(v) for (v,) in await cur.fetchall()}
     return [m.name for m in load_migrations() if m.version not in done]
 
 

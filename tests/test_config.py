@@ -79,3 +79,11 @@ def test_load_reads_the_file(tmp_path: Path) -> None:
 def test_parse_env_file() -> None:
     """Lines without '=' are skipped; quotes are stripped only when they match."""
     assert parse_env_file('A=1\nnonsense\nB="2"\nC=\'3"\n') == {"A": "1", "B": "2", "C": "'3\""}
+
+
+def test_old_system_variables_are_listed_as_not_used() -> None:
+    """Set WHATSAPP_* variables are listed as not used; empty ones and other names are not."""
+    text = "WHATSAPP_API_TOKEN=x\nWHATSAPP_VERIFY_TOKEN=\nWORKFLOWS_PORT=3001\n"
+    settings = Settings.from_environ({"WHATSAPP_PHONE_ID": "1"}, text)
+    assert settings.not_used == ("WHATSAPP_API_TOKEN", "WHATSAPP_PHONE_ID")
+    assert Settings.from_environ({}, "").not_used == ()

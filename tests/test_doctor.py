@@ -372,3 +372,24 @@ async def test_public_url_health(tmp_path: Path) -> None:
         assert "Chatwoot may still reach it" in check.detail
         (check,) = await check_public_url(http, "bot.example.com", None, public)
         assert check.status == "FAIL"
+
+
+@pytest.mark.anyio
+async def test_old_system_env_file_reports_whatsapp_variables(
+    env: dict[str, str], fake: FakeChatwoot, tmp_path: Path
+) -> None:
+    """The old system's env-workflows works unchanged; its WHATSAPP_* are reported as unused."""
+    old = (Path(__file__).parent / "samples" / "env-workflows.old-system").read_text()
+    (tmp_path / "env-workflows").write_text(old.replace("old-bot-token", fake.bot_token))
+    # What the image and the environment add: CHATWOOT_URL, and here the test's database.
+    environ = {k: env[k] for k in ("DATABASE_URL", "FLOWS_DIR", "CHATWOOT_URL")}
+    checks = await doctor(environ, tmp_path)
+    assert checks["configuration"].status == "ok"
+    assert checks["unused variables"] == Check(
+        "warn",
+        "unused variables",
+        "WHATSAPP_API_TOKEN, WHATSAPP_PHONE_ID: WhatsApp goes through Chatwoot's WhatsApp inbox, "
+        "agentbot never calls Meta: remove them",
+    )
+    assert checks["bot token"].status == "ok"
+    assert await run(DoctorOptions(), environ=environ, cwd=tmp_path) == 0

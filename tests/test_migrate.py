@@ -20,7 +20,7 @@ TABLES = {
     "workflow_events",
     "workflow_outbox",
     "agentbot_settings",
-    "schema_migrations",
+    "agentbot_schema_migrations",
 }
 
 
@@ -46,7 +46,7 @@ async def test_concurrent_migrations(empty_db_dsn: str) -> None:
     results = await asyncio.gather(*(migrate(empty_db_dsn) for _ in range(4)))
     assert sorted(len(r) for r in results) == [0, 0, 0, 1]
     with psycopg.connect(empty_db_dsn) as conn:
-        assert conn.execute("select count(*) from schema_migrations").fetchone() == (1,)
+        assert conn.execute("select count(*) from agentbot_schema_migrations").fetchone() == (1,)
 
 
 async def test_failed_migration_rolls_back(empty_db_dsn: str) -> None:
@@ -56,7 +56,7 @@ async def test_failed_migration_rolls_back(empty_db_dsn: str) -> None:
         await migrate(empty_db_dsn, bad)
     assert "t" not in tables(empty_db_dsn)
     with psycopg.connect(empty_db_dsn) as conn:
-        assert conn.execute("select count(*) from schema_migrations").fetchone() == (0,)
+        assert conn.execute("select count(*) from agentbot_schema_migrations").fetchone() == (0,)
 
 
 async def test_changed_migration_is_refused(empty_db_dsn: str) -> None:
@@ -92,3 +92,71 @@ async def test_missing_database_is_created(pg_admin: str) -> None:
     finally:
         with psycopg.connect(pg_admin, autocommit=True) as conn:
             conn.execute("drop database if exists agentbot_created_by_test with (force)")
+
+
+# Rails' own bookkeeping, as `rails db:migrate` creates it in Chatwoot's database.
+RAILS_TABLES = """
+create table schema_migrations (version character varying not null primary key);
+create table ar_internal_metadata (
+    key character varying not null primary key,
+    value character varying,
+    created_at timestamp(6) without time zone not null,
+    updated_at timestamp(6) without time zone not null
+);
+insert into schema_migrations values ('20260324070835'), ('20260401000000');
+insert into ar_internal_metadata values ('environment', 'production', now(), now());
+"""
+
+# The ledger as agentbot 0.1.0 created and filled it.
+RELEASE_0_1_0_LEDGER = """
+create table if not exists schema_migrations (
+    version integer primary key,
+    name text not null,
+    checksum text not null,
+    applied_at timestamptz not null default now()
+)
+"""
+
+
+async def test_database_shared_with_chatwoot(empty_db_dsn: str) -> None:
+    """A database holding Rails' ledger and ar_internal_metadata migrates; Rails' rows stay."""
+    with psycopg.connect(empty_db_dsn) as conn:
+        conn.execute(RAILS_TABLES.encode())
+    assert await pending(empty_db_dsn) == ["0001_initial.sql"]
+    assert await migrate(empty_db_dsn) == ["0001_initial.sql"]
+    assert tables(empty_db_dsn) == TABLES | {"schema_migrations", "ar_internal_metadata"}
+    with psycopg.connect(empty_db_dsn) as conn:
+        rails = conn.execute("select version from schema_migrations order by 1").fetchall()
+        assert rails == [("20260324070835",), ("20260401000000",)]
+        meta = conn.execute("select key, value from ar_internal_metadata").fetchall()
+        assert meta == [("environment", "production")]
+    assert await migrate(empty_db_dsn) == []
+    assert await pending(empty_db_dsn) == []
+
+
+async def test_release_0_1_0_database_is_upgraded_in_place(empty_db_dsn: str) -> None:
+    """A database migrated by 0.1.0 keeps its data; its schema_migrations ledger is renamed."""
+    (initial,) = load_migrations()
+    with psycopg.connect(empty_db_dsn) as conn:
+        conn.execute(RELEASE_0_1_0_LEDGER)
+        conn.execute(initial.sql.encode())
+        conn.execute(
+            "insert into schema_migrations (version, name, checksum) values (%s, %s, %s)",
+            (initial.version, initial.name, initial.checksum),
+        )
+        conn.execute("insert into agentbot_settings (key, value) values ('kept', 'yes')")
+    assert await pending(empty_db_dsn) == []
+    assert "schema_migrations" in tables(empty_db_dsn)
+    assert await migrate(empty_db_dsn) == []
+    assert tables(empty_db_dsn) == TABLES
+    with psycopg.connect(empty_db_dsn) as conn:
+        ledger = conn.execute("select version, name from agentbot_schema_migrations").fetchall()
+        assert ledger == [(1, "0001_initial.sql")]
+        kept = conn.execute("select value from agentbot_settings where key = 'kept'").fetchone()
+        assert kept == ("yes",)
+        index = conn.execute("select to_regclass('agentbot_schema_migrations_pkey')").fetchone()
+        assert index == ("agentbot_schema_migrations_pkey",)
+    # Rails can now create its own ledger in the same database.
+    with psycopg.connect(empty_db_dsn) as conn:
+        conn.execute(RAILS_TABLES.encode())
+    assert await migrate(empty_db_dsn) == []
