@@ -99,7 +99,7 @@ class Sandbox:
         """Humans (or a pause) hold the conversation: the customer's messages get no answer."""
         if self.session is not None and self.session.status is engine.Status.HANDED_OFF:
             return True
-        return lifecycle.current_hold(self._state(), self.now) in (
+        return lifecycle.current_hold(self.lifecycle_state(), self.now) in (
             lifecycle.Hold.HUMANS,
             lifecycle.Hold.PAUSED,
         )
@@ -137,7 +137,9 @@ class Sandbox:
         )
         self.next_message_id += 1
         keyword = lifecycle.names_a_flow([self.flow], text)
-        decision = lifecycle.on_message(self._state(), self.status, self.now, keyword=keyword)
+        decision = lifecycle.on_message(
+            self.lifecycle_state(), self.status, self.now, keyword=keyword
+        )
         actions.extend(self._decide(decision))
         if decision.act is lifecycle.Act.ENGINE:
             self.closed = False
@@ -148,14 +150,14 @@ class Sandbox:
         """An agent answers the customer in public."""
         return self._notice(AgentMessage(self.conversation, self._message_id(), agent_id=1))
 
-    def assign(self) -> tuple[engine.Action, ...]:
+    def assign(self, agent_id: int = 1) -> tuple[engine.Action, ...]:
         """The conversation is assigned to an agent (its status does not change)."""
         return self._notice(
             ConversationChanged(
                 self.conversation,
                 status_changed=False,
                 assignee_type="User",
-                assignee_id=1,
+                assignee_id=agent_id,
                 assigned=True,
             )
         )
@@ -206,9 +208,10 @@ class Sandbox:
     def _notice(
         self, notice: AgentMessage | AgentNote | ConversationChanged
     ) -> tuple[engine.Action, ...]:
-        return tuple(self._decide(lifecycle.on_notice(self._state(), notice, self.now)))
+        return tuple(self._decide(lifecycle.on_notice(self.lifecycle_state(), notice, self.now)))
 
-    def _state(self) -> lifecycle.State:
+    def lifecycle_state(self) -> lifecycle.State:
+        """What lifecycle.py knows of this conversation."""
         session = self.session
         status = None if session is None else session.status.value
         return lifecycle.State(
