@@ -210,7 +210,7 @@ def on_notice(
                     return Decision(
                         Act.RECORDED, "bad_command", hold=hold, until=until, actions=(note,)
                     )
-                case None:
+                case _:
                     return same
         case ConversationChanged(status_changed=True) if conv.status == "resolved":
             if running or state.session == "handed_off":
@@ -239,7 +239,7 @@ def on_notice(
             return same
         case ConversationChanged(labels_added=added) if BOT_LABEL in added:
             return _to_bot(state, conv, Act.BOT, None, None)
-        case ConversationChanged():
+        case _:
             return same
 
 
