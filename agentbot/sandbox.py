@@ -97,7 +97,8 @@ class Sandbox:
     @property
     def quiet(self) -> bool:
         """Humans (or a pause) hold the conversation: the customer's messages get no answer."""
-        if self.session is not None and self.session.status is engine.Status.HANDED_OFF:
+        session = self.session
+        if not self.closed and session is not None and session.status is engine.Status.HANDED_OFF:
             return True
         return lifecycle.current_hold(self.lifecycle_state(), self.now) in (
             lifecycle.Hold.HUMANS,
