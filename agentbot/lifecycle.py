@@ -157,6 +157,12 @@ def rests(step: Step) -> bool:
     )
 
 
+def may_greet(state: State, now: datetime) -> bool:
+    """A visitor opened the web widget: the widget flow may greet only a conversation that never
+    had a session and that neither humans nor a pause hold."""
+    return state.session is None and current_hold(state, now) not in (Hold.HUMANS, Hold.PAUSED)
+
+
 def on_message(state: State, status: str, now: datetime, *, keyword: bool) -> Decision:
     """A customer's message (or widget answer) in a conversation with this `status`."""
     hold = current_hold(state, now)

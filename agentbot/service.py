@@ -127,7 +127,7 @@ class Service:
             conv = event.conversation
             flows = list(self.catalog.current.values())
             flow = engine.choose_widget_flow(flows, conv.inbox_id)
-            if row is not None or flow is None:
+            if flow is None or not lifecycle.may_greet(await _state(tx, conv, row), now):
                 return Handled(Result.RECORDED)
             where = Where(conv.account_id, conv.id, conv.channel, conv.inbox_id, event.contact.id)
             context = engine.snapshot(event.contact, conv)

@@ -300,3 +300,18 @@ async def test_label_bot_gives_the_conversation_back(db_dsn: str, tmp_path: Path
         await h.post(incoming(38, 3, "Oi"))
         await h.until(lambda: h.contents(38)[-1] == GREETING)
         assert statuses(h) == ["closed", "active"]
+
+
+async def test_paused_widget_conversation_is_not_greeted(db_dsn: str, tmp_path: Path) -> None:
+    """`/pause 30` before any flow: the widget's opening is not greeted until the pause ends."""
+    opened = json.loads((SAMPLES / "webwidget_triggered.json").read_text())
+    flow = "trigger: {widget: true}\nblocks:\n  oi:\n    message: 'Oi! Posso ajudar?'\n"
+    now = [datetime(2026, 6, 20, 14, 0, tzinfo=UTC)]
+    async with running(
+        db_dsn, write_flow(tmp_path, flow, "widget.yaml"), clock=lambda: now[0]
+    ) as h:
+        assert (await h.post(note(1290, 1, "/pause 30"))).json() == {"status": "paused"}
+        assert (await h.post(opened)).json() == {"status": "recorded"}
+        now[0] += timedelta(minutes=30)
+        assert (await h.post(opened)).json() == {"status": "acted"}
+        await h.until(lambda: h.contents(1290) == ["Oi! Posso ajudar?"])

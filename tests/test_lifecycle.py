@@ -21,6 +21,7 @@ from agentbot.lifecycle import (
     State,
     command,
     current_hold,
+    may_greet,
     names_a_flow,
     on_message,
     on_notice,
@@ -425,6 +426,22 @@ def test_holds_run_out() -> None:
     assert current_hold(held(RUNNING, Hold.PAUSED, NOW), NOW) is None
     assert current_hold(held(RUNNING, Hold.SNOOZED), NOW) is Hold.SNOOZED
     assert current_hold(NONE, NOW) is None
+
+
+@pytest.mark.parametrize(
+    ("state", "expected"),
+    [
+        (NONE, True),
+        (held(NONE, Hold.RESTING, SOON), True),
+        (held(NONE, Hold.PAUSED, PAST), True),
+        (held(NONE, Hold.PAUSED, SOON), False),
+        (held(NONE, Hold.HUMANS), False),
+        (DONE, False),
+    ],
+)
+def test_may_greet(state: State, expected: bool) -> None:
+    """The widget's greeting is for a conversation with no session that nobody holds."""
+    assert may_greet(state, NOW) is expected
 
 
 FLOW = parse_flow(
