@@ -28,6 +28,8 @@ queue. The rules, also in the README ("Who holds the conversation"):
   taking the conversation over, and the running flow's timers are stopped. After the pause, the
   customer's next message goes to the flow again, and restarts its timers. An assignment to an
   agent, an `open` or a resolve ends the pause as usual; `/bot` ends it at once.
+- The web widget's greeting (`trigger.widget`) is for a conversation that never had a session,
+  and waits while humans or a pause hold it.
 """
 
 from __future__ import annotations
