@@ -144,7 +144,9 @@ async def webhook(request: Request) -> Response:
             parsed, event_name=event_name, delivery_id=delivery_id, now=clock()
         )
     else:
-        handled = await service.notice(parsed, event_name=event_name, delivery_id=delivery_id)
+        handled = await service.notice(
+            parsed, event_name=event_name, delivery_id=delivery_id, now=clock()
+        )
     state["counts"][(event_name, handled.result.value)] += 1
     log.info("webhook.handled", result=handled.result.value, actions=handled.actions)
     return JSONResponse({"status": handled.result.value})

@@ -141,6 +141,14 @@ class Handoff:
 
 
 @dataclass(frozen=True, slots=True)
+class BackToBot:
+    """The conversation is the bot's again: its status goes back to `pending` in Chatwoot."""
+
+    reason: str
+    block: str
+
+
+@dataclass(frozen=True, slots=True)
 class Assign:
     team_id: int | None
     assignee_id: int | None
@@ -184,6 +192,7 @@ Action = (
     | SendOptions
     | AddLabels
     | Handoff
+    | BackToBot
     | Assign
     | PrivateNote
     | Resolve

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 ACTIONABLE_STATUS = "pending"
+# A customer's message on a snoozed conversation comes with status open (Chatwoot reopens it).
+REACHABLE_STATUSES = (ACTIONABLE_STATUS, "open")
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +85,20 @@ class AgentMessage:
 
 
 @dataclass(frozen=True, slots=True)
+class AgentNote:
+    """A human agent wrote a private note: it may be a command to the bot (`/bot`, `/pause 30`)."""
+
+    conversation: Conversation
+    message_id: int
+    agent_id: int | None
+    text: str
+
+    @property
+    def dedupe_key(self) -> str:
+        return f"message:{self.message_id}"
+
+
+@dataclass(frozen=True, slots=True)
 class ConversationChanged:
     """A conversation event: its status, its assignee or another attribute changed."""
 
@@ -91,6 +107,8 @@ class ConversationChanged:
     assignee_type: str | None  # "User", "AgentBot" or None
     assignee_id: int | None
     assigned: bool  # the assignee changed in this event
+    previous_status: str | None = None  # from `changed_attributes`, when it says
+    labels_added: tuple[str, ...] = ()  # labels in `changed_attributes.label_list` that are new
 
     @property
     def dedupe_key(self) -> None:
@@ -133,7 +151,8 @@ class Ignored:
 
 
 Event = CustomerMessage | OptionSubmitted  # what the engine acts on
-Notice = AgentMessage | ConversationChanged | DeliveryFailed  # what changes who holds the chat
+# what changes who holds the chat
+Notice = AgentMessage | AgentNote | ConversationChanged | DeliveryFailed
 CONVERSATION_EVENTS = (
     "conversation_status_changed",
     "conversation_updated",
@@ -188,7 +207,15 @@ def _message_created(payload: Mapping[str, Any]) -> Event | Notice | Ignored:
             message_id=_int(payload.get("id"), "id"),
             agent_id=_maybe_int(sender.get("id")) if isinstance(sender, Mapping) else None,
         )
-    ignored = _gate(payload, conversation)
+    if message_type == "outgoing" and sender_type == "user" and payload.get("private") is True:
+        # An agent's private note: lifecycle.py reads the bot's commands in it.
+        return AgentNote(
+            conversation=conversation,
+            message_id=_int(payload.get("id"), "id"),
+            agent_id=_maybe_int(_get(payload, "sender", "id")),
+            text=_str(payload.get("content")) or "",
+        )
+    ignored = _gate(payload, conversation, REACHABLE_STATUSES)
     if ignored is not None:
         return ignored
     if message_type != "incoming":
@@ -251,6 +278,12 @@ def _conversation_changed(name: str, payload: Mapping[str, Any]) -> Conversation
         for item in raw:
             if isinstance(item, Mapping):
                 changed.update(str(k) for k in item)
+    previous = _previous(raw, "status")
+    before = _previous(raw, "label_list")
+    added: tuple[str, ...] = ()
+    if "label_list" in changed:
+        old = set(_label_names(before))
+        added = tuple(label for label in conversation.labels if label not in old)
     meta = payload.get("meta")
     assignee = meta.get("assignee") if isinstance(meta, Mapping) else None
     assignee_type = meta.get("assignee_type") if isinstance(meta, Mapping) else None
@@ -260,7 +293,29 @@ def _conversation_changed(name: str, payload: Mapping[str, Any]) -> Conversation
         assignee_type=assignee_type if isinstance(assignee_type, str) else None,
         assignee_id=_maybe_int(assignee.get("id")) if isinstance(assignee, Mapping) else None,
         assigned="assignee_id" in changed,
+        previous_status=previous if isinstance(previous, str) else None,
+        labels_added=added,
     )
+
+
+def _previous(raw: object, key: str) -> object:
+    """`changed_attributes: [{key: {previous_value: X, current_value: Y}}]` -> X (or None)."""
+    if not isinstance(raw, list):
+        return None
+    for item in raw:
+        change = item.get(key) if isinstance(item, Mapping) else None
+        if isinstance(change, Mapping):
+            return change.get("previous_value")
+    return None
+
+
+def _label_names(value: object) -> list[str]:
+    """A label list as Chatwoot gives it: a list of names or one comma-separated string."""
+    if isinstance(value, list):
+        return [x for x in value if isinstance(x, str)]
+    if isinstance(value, str):
+        return [x.strip() for x in value.split(",") if x.strip()]
+    return []
 
 
 def _widget_opened(payload: Mapping[str, Any]) -> WidgetOpened | Ignored:
@@ -280,11 +335,16 @@ def _widget_opened(payload: Mapping[str, Any]) -> WidgetOpened | Ignored:
     return WidgetOpened(conversation, _contact(payload, payload.get("contact")))
 
 
-def _gate(payload: Mapping[str, Any], conversation: Conversation) -> Ignored | None:
-    """Design §7: act only on public messages of pending conversations."""
+def _gate(
+    payload: Mapping[str, Any],
+    conversation: Conversation,
+    statuses: tuple[str, ...] = (ACTIONABLE_STATUS,),
+) -> Ignored | None:
+    """Act only on public messages of pending conversations (and, for a customer's message,
+    of open ones too: lifecycle.py decides whether a snoozed flow wakes up or humans hold it)."""
     if payload.get("private") is True:
         return _ignored(payload, conversation, "private note")
-    if conversation.status != ACTIONABLE_STATUS:
+    if conversation.status not in statuses:
         return _ignored(payload, conversation, f"conversation is {conversation.status}")
     return None
 

@@ -34,6 +34,12 @@ Events (each one starts a new *turn*: what the bot does in answer to it):
   `text: "..."` for a body that is no JSON, `error: "..."` for a call that got no answer; the
   status is 200 unless given, and 400 or more is a failure).
 - `wait: 30m`: the clock moves on; every block timeout or inactivity deadline passing fires.
+- `agent: TEXT`: an agent answers the customer in public (humans take a pending conversation).
+- `agent_note: TEXT`: an agent writes a private note: `/bot`, `/pause 30`, or any other text.
+- `assign_agent: 3`: the conversation is assigned to the agent with this id.
+- `label: bot`: an agent adds a label to the conversation (`bot` gives it back to the bot).
+- `resolve: true`, `snooze: true`: an agent resolves or snoozes the conversation.
+  Who holds the conversation after each of these is decided by lifecycle.py, as in the service.
 
 Checks:
 
@@ -54,6 +60,9 @@ Checks:
 - `assign: {team_id: 4}`: the last assignment made (`team_id`, `assignee_id`).
 - `call: {url: ..., method: POST, body: {...}, headers: {...}}`: the oldest webhook call waiting
   was made so (only the keys given are checked; headers given must be among those sent).
+- `conversation_status: pending|open|resolved|snoozed`: the conversation's status in Chatwoot.
+- `hold: none|humans|paused|snoozed|resuming|resting`: what holds the conversation apart from
+  its session (lifecycle.py): `paused` after `/pause N` until the pause ends, and so on.
 """
 
 from __future__ import annotations
@@ -64,7 +73,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from agentbot import engine
+from agentbot import engine, lifecycle
 from agentbot.errors import FlowError
 from agentbot.events import Contact, Conversation
 from agentbot.expressions import lookup
@@ -88,7 +97,17 @@ FILE_KEYS = ("flow", *SETTING_KEYS, "tests")
 CASE_KEYS = ("name", *SETTING_KEYS, "steps")
 CONTACT_KEYS = ("id", "name", "phone_number", "email", "identifier", "custom_attributes")
 CONVERSATION_KEYS = ("custom_attributes", "labels")
-EVENTS = ("user", "webhook", "wait")
+EVENTS = (
+    "user",
+    "webhook",
+    "wait",
+    "agent",
+    "agent_note",
+    "assign_agent",
+    "label",
+    "resolve",
+    "snooze",
+)
 CHECKS = (
     "bot",
     "bot_contains",
@@ -104,12 +123,16 @@ CHECKS = (
     "note_contains",
     "assign",
     "call",
+    "conversation_status",
+    "hold",
 )
 STEP_KEYS = EVENTS + CHECKS
 WEBHOOK_KEYS = ("status", "json", "text", "error")
 ASSIGN_KEYS = ("team_id", "assignee_id")
 CALL_KEYS = ("url", "method", "headers", "body")
 STATUSES = tuple(status.value for status in engine.Status)
+CONVERSATION_STATUSES = ("pending", "open", "resolved", "snoozed")
+HOLDS = ("none", *(hold.value for hold in lifecycle.Hold))
 
 
 @dataclass(frozen=True, slots=True)
@@ -372,11 +395,17 @@ def _keys(allowed: Sequence[str]) -> Callable[[object, str, Report], dict[str, A
     return check
 
 
-def _status(value: object, path: str, report: Report) -> str:
-    text = _string(value, path, report)
-    if text and text not in STATUSES:
-        report.add(path, f"unknown status {text!r}{suggest(text, STATUSES)}")
-    return text
+def _one_of(names: tuple[str, ...], what: str) -> Callable[[object, str, Report], str]:
+    def check(value: object, path: str, report: Report) -> str:
+        text = _string(value, path, report)
+        if text and text not in names:
+            report.add(path, f"unknown {what} {text!r}{suggest(text, names)}")
+        return text
+
+    return check
+
+
+_status = _one_of(STATUSES, "status")
 
 
 def _attributes(value: object, path: str, report: Report) -> dict[str, Any]:
@@ -419,6 +448,12 @@ _VALUES: Mapping[str, Callable[[object, str, Report], Any]] = {
     "user": _string,
     "webhook": _webhook,
     "wait": _wait,
+    "agent": _string,
+    "agent_note": _string,
+    "assign_agent": _integer,
+    "label": _string,
+    "resolve": _true,
+    "snooze": _true,
     "bot": _string,
     "bot_contains": _string,
     "quiet": _true,
@@ -433,6 +468,8 @@ _VALUES: Mapping[str, Callable[[object, str, Report], Any]] = {
     "note_contains": _string,
     "assign": _keys(ASSIGN_KEYS),
     "call": _call,
+    "conversation_status": _one_of(CONVERSATION_STATUSES, "conversation status"),
+    "hold": _one_of(HOLDS, "hold"),
 }
 
 
@@ -504,6 +541,30 @@ class _Run:
 
     def wait(self, delta: timedelta) -> _Problem | None:
         self._turn(self.sandbox.wait(delta))
+        return None
+
+    def agent(self, _: str) -> _Problem | None:
+        self._turn(self.sandbox.agent_reply())
+        return None
+
+    def agent_note(self, text: str) -> _Problem | None:
+        self._turn(self.sandbox.note(text))
+        return None
+
+    def assign_agent(self, agent_id: int) -> _Problem | None:
+        self._turn(self.sandbox.assign(agent_id))
+        return None
+
+    def label(self, name: str) -> _Problem | None:
+        self._turn(self.sandbox.label(name))
+        return None
+
+    def resolve(self, _: bool) -> _Problem | None:
+        self._turn(self.sandbox.set_status("resolved"))
+        return None
+
+    def snooze(self, _: bool) -> _Problem | None:
+        self._turn(self.sandbox.set_status("snoozed"))
         return None
 
     # checks
@@ -627,6 +688,19 @@ class _Run:
         for name, want in expected.get("headers", {}).items():
             lines.extend(_value_diff(f"headers.{name}", want, call.headers.get(name)))
         return ("the webhook call differs", tuple(lines)) if lines else None
+
+    def conversation_status(self, expected: str) -> _Problem | None:
+        if self.sandbox.status == expected:
+            return None
+        details = (f"expected: {expected}", f"actual:   {self.sandbox.status}")
+        return "the conversation's status in Chatwoot differs", details
+
+    def hold(self, expected: str) -> _Problem | None:
+        current = lifecycle.current_hold(self.sandbox.lifecycle_state(), self.sandbox.now)
+        actual = "none" if current is None else current.value
+        if actual == expected:
+            return None
+        return "the hold differs", (f"expected: {expected}", f"actual:   {actual}")
 
     # helpers
 

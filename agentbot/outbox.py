@@ -32,6 +32,7 @@ from agentbot.engine import (
     Action,
     AddLabels,
     Assign,
+    BackToBot,
     CallWebhook,
     Handoff,
     Option,
@@ -88,6 +89,8 @@ def encode(action: Action) -> dict[str, Any]:
             return {"type": "labels", "labels": list(labels), "block": block}
         case Handoff(reason=reason, block=block):
             return {"type": "handoff", "reason": reason, "block": block}
+        case BackToBot(reason=reason, block=block):
+            return {"type": "back_to_bot", "reason": reason, "block": block}
         case Assign(team_id=team_id, assignee_id=assignee_id, block=block):
             return {
                 "type": "assign",
@@ -128,6 +131,8 @@ def decode(data: Mapping[str, Any]) -> Action:
         return AddLabels(tuple(str(x) for x in data["labels"]), block)
     if kind == "handoff":
         return Handoff(str(data.get("reason") or ""), block)
+    if kind == "back_to_bot":
+        return BackToBot(str(data.get("reason") or ""), block)
     if kind == "assign":
         return Assign(_opt_int(data.get("team_id")), _opt_int(data.get("assignee_id")), block)
     if kind == "note":
@@ -438,6 +443,8 @@ async def carry_out(
             return await client.toggle_status(account_id, conversation_id, "open")
         case Resolve():
             return await client.toggle_status(account_id, conversation_id, "resolved")
+        case BackToBot():
+            return await client.toggle_status(account_id, conversation_id, "pending")
         case Assign(team_id=team_id, assignee_id=assignee_id):
             # Chatwoot takes one of the two per call; the team first, so that assigning the
             # agent is the last word.

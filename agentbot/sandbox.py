@@ -9,8 +9,10 @@ the service, the outbox and Chatwoot would do:
   the widget, Telegram…; a numbered list in the text on the others;
 - labels are added to the conversation's, attributes merged into the contact's or the
   conversation's (so that the next event sees them, as Chatwoot's payload would carry them);
-- a handoff sets the conversation `open` and the bot stays quiet from then on; a resolve sets it
-  `resolved`, and the customer's next message reopens it and starts over (design §7);
+- who holds the conversation is decided by lifecycle.py, as in the service: a handoff sets the
+  conversation `open` and the bot stays quiet from then on; a resolve sets it `resolved`, and the
+  customer's next message reopens it and starts over; an agent's reply, an assignment, a snooze,
+  `/bot` and `/pause N` do what they do in the service (see lifecycle.py);
 - a webhook call waits, in order, until `answer` hands back its outcome;
 - `wait` moves the clock, firing each deadline at its own time, as the timers loop would.
 """
@@ -22,8 +24,15 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal, assert_never
 
-from agentbot import channels, engine
-from agentbot.events import Contact, Conversation, CustomerMessage
+from agentbot import channels, engine, lifecycle
+from agentbot.events import (
+    AgentMessage,
+    AgentNote,
+    Contact,
+    Conversation,
+    ConversationChanged,
+    CustomerMessage,
+)
 from agentbot.flows import Flow
 
 TimerKind = Literal["timeout", "inactivity"]
@@ -76,16 +85,25 @@ class Sandbox:
     calls: deque[engine.CallWebhook] = field(default_factory=deque)  # waiting for an answer
     history: list[engine.Action] = field(default_factory=list)
     next_message_id: int = 1
+    hold: lifecycle.Hold | None = None  # lifecycle.py's hold on the conversation
+    until: datetime | None = None  # when a pause or a rest ends
+    closed: bool = False  # the latest session ended with a resolve or a new pending
 
     @property
     def status(self) -> str:
-        """The conversation's status in Chatwoot: pending (the bot's), open or resolved."""
+        """The conversation's status in Chatwoot: pending (the bot's), open, resolved, snoozed."""
         return self.conversation.status
 
     @property
     def quiet(self) -> bool:
-        """Humans hold the conversation: the service ignores the customer's messages."""
-        return self.session is not None and self.session.status is engine.Status.HANDED_OFF
+        """Humans (or a pause) hold the conversation: the customer's messages get no answer."""
+        session = self.session
+        if not self.closed and session is not None and session.status is engine.Status.HANDED_OFF:
+            return True
+        return lifecycle.current_hold(self.lifecycle_state(), self.now) in (
+            lifecycle.Hold.HUMANS,
+            lifecycle.Hold.PAUSED,
+        )
 
     @property
     def waits_for_webhook(self) -> bool:
@@ -103,12 +121,15 @@ class Sandbox:
         return self._apply(result)
 
     def say(self, text: str) -> tuple[engine.Action, ...]:
-        """The customer sends `text`; what the bot does in answer (nothing while humans hold it)."""
-        if self.quiet:
-            return ()
+        """The customer sends `text`; what the bot does in answer (nothing while humans hold it,
+        or a pause, or right after a completed flow: lifecycle.py decides)."""
+        actions: list[engine.Action] = []
         if self.conversation.status == "resolved":
             # Chatwoot reopens a resolved conversation as pending for the bot's inbox.
             self.conversation = replace(self.conversation, status="pending")
+        elif self.conversation.status == "snoozed":
+            # ... and a snoozed one as open, even with a bot, telling the bot so.
+            actions.extend(self._set_status("open"))
         event = CustomerMessage(
             conversation=self.conversation,
             contact=self.contact,
@@ -116,7 +137,113 @@ class Sandbox:
             text=self._expand(text),
         )
         self.next_message_id += 1
-        return self._apply(engine.step(self.flow, self.session, event, self.now))
+        keyword = lifecycle.names_a_flow([self.flow], text)
+        decision = lifecycle.on_message(
+            self.lifecycle_state(), self.status, self.now, keyword=keyword
+        )
+        actions.extend(self._decide(decision))
+        if decision.act is lifecycle.Act.ENGINE:
+            self.closed = False
+            actions.extend(self._apply(engine.step(self.flow, self.session, event, self.now)))
+        return tuple(actions)
+
+    def agent_reply(self) -> tuple[engine.Action, ...]:
+        """An agent answers the customer in public."""
+        return self._notice(AgentMessage(self.conversation, self._message_id(), agent_id=1))
+
+    def assign(self, agent_id: int = 1) -> tuple[engine.Action, ...]:
+        """The conversation is assigned to an agent (its status does not change)."""
+        return self._notice(
+            ConversationChanged(
+                self.conversation,
+                status_changed=False,
+                assignee_type="User",
+                assignee_id=agent_id,
+                assigned=True,
+            )
+        )
+
+    def note(self, text: str) -> tuple[engine.Action, ...]:
+        """An agent writes a private note (`/bot`, `/pause 30`, or anything else)."""
+        return self._notice(AgentNote(self.conversation, self._message_id(), 1, text))
+
+    def label(self, name: str) -> tuple[engine.Action, ...]:
+        """An agent adds a label to the conversation (the label `bot` gives it to the bot)."""
+        if name in self.conversation.labels:
+            return ()
+        labels = (*self.conversation.labels, name)
+        self.conversation = replace(self.conversation, labels=labels)
+        change = ConversationChanged(
+            self.conversation,
+            status_changed=False,
+            assignee_type=None,
+            assignee_id=None,
+            assigned=False,
+            labels_added=(name,),
+        )
+        return self._notice(change)
+
+    def set_status(self, status: str) -> tuple[engine.Action, ...]:
+        """An agent sets the conversation's status: open, pending, resolved or snoozed."""
+        return tuple(self._set_status(status))
+
+    def _set_status(self, status: str) -> list[engine.Action]:
+        previous = self.conversation.status
+        if status == previous:
+            return []
+        self.conversation = replace(self.conversation, status=status)
+        change = ConversationChanged(
+            self.conversation,
+            status_changed=True,
+            assignee_type=None,
+            assignee_id=None,
+            assigned=False,
+            previous_status=previous,
+        )
+        return list(self._notice(change))
+
+    def _message_id(self) -> int:
+        self.next_message_id += 1
+        return self.next_message_id - 1
+
+    def _notice(
+        self, notice: AgentMessage | AgentNote | ConversationChanged
+    ) -> tuple[engine.Action, ...]:
+        return tuple(self._decide(lifecycle.on_notice(self.lifecycle_state(), notice, self.now)))
+
+    def lifecycle_state(self) -> lifecycle.State:
+        """What lifecycle.py knows of this conversation."""
+        session = self.session
+        status = None if session is None else session.status.value
+        return lifecycle.State(
+            session="closed" if self.closed else status,
+            block="" if session is None else session.block,
+            hold=self.hold,
+            until=self.until,
+        )
+
+    def _decide(self, decision: lifecycle.Decision) -> list[engine.Action]:
+        """Carry out lifecycle.py's decision as the service and Chatwoot would."""
+        self.hold, self.until = decision.hold, decision.until
+        session = self.session
+        if session is not None and decision.end == "handed_off":
+            self.session = replace(
+                session, status=engine.Status.HANDED_OFF, timeout_at=None, inactive_at=None
+            )
+        elif decision.end == "closed":
+            self.closed = True
+        if session is not None and decision.stop_timers:
+            self.session = replace(session, timeout_at=None, inactive_at=None)
+        actions: list[engine.Action] = []
+        for action in decision.actions:
+            self.history.append(action)
+            actions.append(action)
+            if isinstance(action, engine.BackToBot):
+                # Chatwoot tells the bot of the new status, as it does the service.
+                actions.extend(self._set_status("pending"))
+            else:
+                self._carry_out(action)
+        return actions
 
     def answer(
         self, *, status: int | None, data: Any, error: str | None = None
@@ -200,6 +327,8 @@ class Sandbox:
 
     def _apply(self, result: engine.Step) -> tuple[engine.Action, ...]:
         self.session = result.session
+        if lifecycle.rests(result):
+            self.hold, self.until = lifecycle.Hold.RESTING, self.now + lifecycle.QUIET_AFTER_END
         for action in result.actions:
             self._carry_out(action)
         self.history.extend(result.actions)
@@ -217,6 +346,8 @@ class Sandbox:
                 self.conversation = replace(self.conversation, status="open")
             case engine.Resolve():
                 self.conversation = replace(self.conversation, status="resolved")
+            case engine.BackToBot():
+                self.conversation = replace(self.conversation, status="pending")
             case engine.Assign():
                 self.assignments.append(action)
             case engine.PrivateNote(text=text):

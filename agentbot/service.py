@@ -15,7 +15,7 @@ from typing import Any
 
 import structlog
 
-from agentbot import channels, engine
+from agentbot import channels, engine, lifecycle
 from agentbot.catalog import Catalog
 from agentbot.engine import (
     AddLabels,
@@ -29,9 +29,7 @@ from agentbot.engine import (
     Status,
 )
 from agentbot.events import (
-    AgentMessage,
     Conversation,
-    ConversationChanged,
     CustomerMessage,
     DeliveryFailed,
     Event,
@@ -56,6 +54,9 @@ class Result(StrEnum):
     CLOSED = "closed"  # the session ended with the conversation's resolve (or a new pending)
     RECORDED = "recorded"  # noted (a delivery failure, a change that needs nothing)
     BUSY = "busy"  # a start was asked for a conversation whose session is still running
+    BOT = "bot"  # an agent gave the conversation back to the bot (/bot, the label `bot`)
+    PAUSED = "paused"  # an agent paused the bot for a while (/pause N)
+    SNOOZED = "snoozed"  # the conversation was snoozed: the flow's timers stopped
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,18 +88,32 @@ class Service:
     async def handle(
         self, event: Event, *, event_name: str, delivery_id: str | None, now: datetime
     ) -> Handled:
-        """A customer's message or widget answer: step the conversation's flow."""
+        """A customer's message or widget answer: step the conversation's flow, unless
+        lifecycle.py says someone else holds the conversation."""
 
         async def step(tx: Tx, row: SessionRow | None) -> Handled:
-            return await self._step(tx, row, event, now)
+            conv = event.conversation
+            state = await _state(tx, conv, row)
+            keyword = lifecycle.names_a_flow(self.catalog.current.values(), _said(event))
+            decision = lifecycle.on_message(state, conv.status, now, keyword=keyword)
+            await _keep_hold(tx, conv, state, decision)
+            if decision.act is not lifecycle.Act.ENGINE:
+                log.info("message.quiet", reason=decision.reason, status=conv.status)
+                return Handled(Result.QUIET, flow=None if row is None else row.flow_name)
+            where = Where(conv.account_id, conv.id, conv.channel, conv.inbox_id, event.contact.id)
+            await self._queue(tx, None if row is None else row.id, where, decision.actions)
+            handled = await self._step(tx, row, event, now)
+            return replace(handled, actions=handled.actions + len(decision.actions))
 
         return await self._intake(event, event_name, delivery_id, step)
 
-    async def notice(self, notice: Notice, *, event_name: str, delivery_id: str | None) -> Handled:
+    async def notice(
+        self, notice: Notice, *, event_name: str, delivery_id: str | None, now: datetime
+    ) -> Handled:
         """Who holds the conversation changed, or the channel refused a message."""
 
         async def act(tx: Tx, row: SessionRow | None) -> Handled:
-            return await self._notice(tx, row, notice)
+            return await self._notice(tx, row, notice, now)
 
         return await self._intake(notice, event_name, delivery_id, act)
 
@@ -112,12 +127,12 @@ class Service:
             conv = event.conversation
             flows = list(self.catalog.current.values())
             flow = engine.choose_widget_flow(flows, conv.inbox_id)
-            if row is not None or flow is None:
+            if flow is None or not lifecycle.may_greet(await _state(tx, conv, row), now):
                 return Handled(Result.RECORDED)
             where = Where(conv.account_id, conv.id, conv.channel, conv.inbox_id, event.contact.id)
             context = engine.snapshot(event.contact, conv)
             result = engine.start(flow, now, context=context)
-            return await self._save(tx, None, where, result, event=None)
+            return await self._save(tx, None, where, result, event=None, now=now)
 
         return await self._intake(event, event_name, delivery_id, greet)
 
@@ -147,39 +162,41 @@ class Service:
             self.on_commit()
         return handled
 
-    async def _notice(self, tx: Tx, row: SessionRow | None, notice: Notice) -> Handled:
+    async def _notice(
+        self, tx: Tx, row: SessionRow | None, notice: Notice, now: datetime
+    ) -> Handled:
         conv = notice.conversation
-        running = row is not None and row.status == Status.ACTIVE
-        held = row is not None and row.status == Status.HANDED_OFF
-        match notice:
-            case AgentMessage():
-                if row is None or not running:
-                    return Handled(Result.RECORDED)
-                # An agent wrote: the bot steps back, and hands off if Chatwoot still shows
-                # the conversation as the bot's.
-                actions: tuple[Handoff, ...] = ()
-                if conv.status == "pending":
-                    actions = (Handoff("an agent replied", row.current_block),)
-                return await self._takeover(tx, row, conv, "agent_replied", actions)
-            case ConversationChanged(status_changed=True) if conv.status == "resolved":
-                if row is None or not (running or held):
-                    return Handled(Result.RECORDED)
-                return await self._close(tx, row, conv, "resolved")
-            case ConversationChanged(status_changed=True) if conv.status == "pending":
-                # Set back to the bot after humans had it: the next message starts over.
-                if row is None or not held:
-                    return Handled(Result.RECORDED)
-                return await self._close(tx, row, conv, "pending_again")
-            case ConversationChanged(status_changed=True) if conv.status == "open" and running:
-                assert row is not None
-                return await self._takeover(tx, row, conv, "opened", ())
-            case ConversationChanged(assigned=True, assignee_type="User") if running:
-                assert row is not None
-                return await self._takeover(tx, row, conv, "assigned", ())
-            case ConversationChanged():
-                return Handled(Result.RECORDED)
-            case DeliveryFailed(message_id=message_id, error=error):
-                return await self._delivery_failed(tx, row, conv, message_id, error)
+        if isinstance(notice, DeliveryFailed):
+            return await self._delivery_failed(tx, row, conv, notice.message_id, notice.error)
+        state = await _state(tx, conv, row)
+        decision = lifecycle.on_notice(state, notice, now)
+        await _keep_hold(tx, conv, state, decision)
+        if decision.end is not None and row is not None:
+            await self._end_session(tx, row, conv, decision.end, decision.reason)
+        elif decision.reason:
+            await tx.insert_interaction(
+                session_id=None if row is None else row.id,
+                account_id=conv.account_id,
+                conversation_id=conv.id,
+                direction="in",
+                kind=decision.reason,
+                block=None if row is None else row.current_block,
+            )
+        if decision.stop_timers and row is not None and row.status == Status.ACTIVE:
+            session = replace(_session(row), timeout_at=None, inactive_at=None)
+            await tx.update_session(row.id, _state_of(session))
+        contact_id = None if row is None else row.contact_id
+        where = Where(conv.account_id, conv.id, conv.channel, conv.inbox_id, contact_id)
+        await self._queue(tx, None if row is None else row.id, where, decision.actions)
+        log.info(
+            "conversation.holder",
+            act=decision.act.value,
+            reason=decision.reason,
+            hold=decision.hold,
+            flow=None if row is None else row.flow_name,
+        )
+        result = _RESULTS[decision.act]
+        return Handled(result, len(decision.actions), None if row is None else row.flow_name)
 
     async def _takeover(
         self,
@@ -194,11 +211,6 @@ class Service:
         await self._queue(tx, row.id, where, actions)
         log.info("session.humans", reason=kind, flow=row.flow_name, block=row.current_block)
         return Handled(Result.HUMANS, len(actions), row.flow_name)
-
-    async def _close(self, tx: Tx, row: SessionRow, conv: Conversation, kind: str) -> Handled:
-        await self._end_session(tx, row, conv, "closed", kind)
-        log.info("session.closed", reason=kind, flow=row.flow_name, block=row.current_block)
-        return Handled(Result.CLOSED, 0, row.flow_name)
 
     async def _end_session(
         self, tx: Tx, row: SessionRow, conv: Conversation, status: str, kind: str
@@ -275,9 +287,6 @@ class Service:
     async def _step(self, tx: Tx, row: SessionRow | None, event: Event, now: datetime) -> Handled:
         conv = event.conversation
         where = Where(conv.account_id, conv.id, conv.channel, conv.inbox_id, event.contact.id)
-        if row is not None and row.status == Status.HANDED_OFF:
-            # Humans hold this conversation (or will as soon as the handoff is delivered).
-            return Handled(Result.QUIET, flow=row.flow_name)
         if row is not None and row.status == Status.ACTIVE:
             flow = await self._flow_of(tx, row, where)
             if flow is None:
@@ -287,11 +296,11 @@ class Service:
                 stale = await self._stale_reply(tx, row, event)
                 if stale is not None:
                     return await self._save(
-                        tx, row, where, _ask_again(flow, session, stale), event=event
+                        tx, row, where, _ask_again(flow, session, stale), event=event, now=now
                     )
                 event = _expand_reply(flow, session, event)
             result = engine.step(flow, session, event, now)
-            return await self._save(tx, row, where, result, event=event)
+            return await self._save(tx, row, where, result, event=event, now=now)
         chosen = engine.choose_flow(
             list(self.catalog.current.values()), conv.inbox_id, _said(event)
         )
@@ -299,7 +308,7 @@ class Service:
             log.warning("session.no_flow", inbox_id=conv.inbox_id, conversation_id=conv.id)
             return Handled(Result.NO_FLOW)
         result = engine.step(chosen, None, event, now)
-        return await self._save(tx, None, where, result, event=event)
+        return await self._save(tx, None, where, result, event=event, now=now)
 
     async def start(
         self,
@@ -321,7 +330,7 @@ class Service:
                 return Handled(Result.BUSY, 0, row.flow_name)
             result = engine.start(flow, now, variables=variables, context=context)
             handled = await self._save(
-                tx, None, where, result, event=None, template_params=template_params
+                tx, None, where, result, event=None, now=now, template_params=template_params
             )
         if handled.actions:
             self.on_commit()
@@ -356,7 +365,7 @@ class Service:
         if flow is None:
             return Handled(Result.ACTED, 1, row.flow_name)
         result = engine.step(flow, _session(row), event, now)
-        return await self._save(tx, row, where, result, event=None)
+        return await self._save(tx, row, where, result, event=None, now=now)
 
     async def fire_timer(self, account_id: int, conversation_id: int, now: datetime) -> Handled:
         """Fire the session's due deadline, if it still is due (another replica may have)."""
@@ -401,6 +410,7 @@ class Service:
         result: engine.Step,
         *,
         event: Event | None,
+        now: datetime,
         template_params: Mapping[str, Any] | None = None,
     ) -> Handled:
         new = result.session
@@ -413,16 +423,7 @@ class Service:
                 block=result.block,
                 conversation_id=where.conversation_id,
             )
-        state = SessionState(
-            current_block=new.block,
-            variables=new.variables,
-            status=new.status,
-            misses=new.misses,
-            waiting=new.waiting,
-            timeout_at=new.timeout_at,
-            inactive_at=new.inactive_at,
-            context=new.context,
-        )
+        state = _state_of(new)
         if row is None:
             session_id = await tx.insert_session(
                 NewSession(
@@ -451,6 +452,12 @@ class Service:
             message_id=None if event is None else event.message_id,
         )
         await self._queue(tx, session_id, where, result.actions, template_params)
+        if lifecycle.rests(result):
+            # A courtesy reply right after the flow's end is not a new conversation.
+            until = now + lifecycle.QUIET_AFTER_END
+            await tx.set_hold(
+                where.account_id, where.conversation_id, lifecycle.Hold.RESTING, until
+            )
         log.info(
             "session.stepped",
             flow=new.flow,
@@ -460,6 +467,51 @@ class Service:
             actions=len(result.actions),
         )
         return Handled(Result.ACTED, len(result.actions), new.flow)
+
+
+_RESULTS = {
+    lifecycle.Act.HUMANS: Result.HUMANS,
+    lifecycle.Act.CLOSED: Result.CLOSED,
+    lifecycle.Act.BOT: Result.BOT,
+    lifecycle.Act.PAUSED: Result.PAUSED,
+    lifecycle.Act.SNOOZED: Result.SNOOZED,
+    lifecycle.Act.RECORDED: Result.RECORDED,
+    lifecycle.Act.QUIET: Result.QUIET,
+    lifecycle.Act.ENGINE: Result.ACTED,
+}
+
+
+async def _state(tx: Tx, conv: Conversation, row: SessionRow | None) -> lifecycle.State:
+    """What lifecycle.py needs to know of the conversation: its latest session and its hold."""
+    held = await tx.hold(conv.account_id, conv.id)
+    return lifecycle.State(
+        session=None if row is None else row.status,
+        block="" if row is None else row.current_block,
+        hold=None if held is None else lifecycle.Hold(held[0]),
+        until=None if held is None else held[1],
+    )
+
+
+async def _keep_hold(
+    tx: Tx, conv: Conversation, state: lifecycle.State, decision: lifecycle.Decision
+) -> None:
+    """Store the conversation's hold as the decision leaves it, when it changed."""
+    if (decision.hold, decision.until) != (state.hold, state.until):
+        kind = None if decision.hold is None else decision.hold.value
+        await tx.set_hold(conv.account_id, conv.id, kind, decision.until)
+
+
+def _state_of(session: Session) -> SessionState:
+    return SessionState(
+        current_block=session.block,
+        variables=session.variables,
+        status=session.status,
+        misses=session.misses,
+        waiting=session.waiting,
+        timeout_at=session.timeout_at,
+        inactive_at=session.inactive_at,
+        context=session.context,
+    )
 
 
 def _ask_again(flow: Flow, session: Session, stale: str) -> engine.Step:

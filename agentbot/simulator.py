@@ -16,6 +16,11 @@ database, no files. Works the same with piped input and stops cleanly at its end
   `201 {"id": 7}`), `error [TEXT]` (no answer at all), or an empty line (200, no body).
 - Lines starting with `/` are commands: `/wait 30m` moves the clock (timeouts fire),
   `/vars` prints the variables, `/restart` starts a new conversation, `/quit` stops.
+- Agents and Chatwoot play their part too, as lifecycle.py decides in the service: `/agent TEXT`
+  (an agent answers in public), `/note TEXT` (a private note: `/note /bot`, `/note /pause 30`),
+  `/assign` (to an agent), `/label NAME`, `/resolve`, `/snooze`; each prints the conversation's
+  status afterwards, the session's and the hold (`[conversation open; session handed_off; hold
+  none]`).
 """
 
 from __future__ import annotations
@@ -28,14 +33,18 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, TextIO
 
-from agentbot import channels, engine
+from agentbot import channels, engine, lifecycle
 from agentbot.events import Contact, Conversation
 from agentbot.flows import Flow
 from agentbot.sandbox import WHATSAPP, Sandbox
 from agentbot.validation import DURATION, DURATION_PART, DURATION_UNITS
 
 STATUS_REPLY = re.compile(r"(\d{3})(?:\s+(.*))?", re.DOTALL)
-HELP = "commands: /wait 30m, /vars, /restart, /quit; anything else is the customer's message"
+HELP = (
+    "commands: /wait 30m, /vars, /restart, /quit; anything else is the customer's message\n"
+    "agents: /agent TEXT, /note TEXT (/note /bot, /note /pause 30), /assign, /label NAME,\n"
+    "/resolve, /snooze"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +136,9 @@ class Simulation:
                     return 0
                 continue
             if self.sandbox.quiet:
-                self.note("quiet: humans hold the conversation; /restart to start over")
+                self.note(
+                    "quiet: humans (or a pause) hold the conversation; /restart to start over"
+                )
                 continue
             if not self._show(partial(self.sandbox.say, text), lines):
                 return 0
@@ -164,8 +175,32 @@ class Simulation:
             self.note("a new conversation")
             self._begin(lines)
             return True
+        act = self._lifecycle(name, argument)
+        if act is not None:
+            for action in act():
+                self._print(action)
+            state = self.sandbox.lifecycle_state()
+            hold = lifecycle.current_hold(state, self.sandbox.now)
+            held = state.session or "none"
+            self.note(f"conversation {self.sandbox.status}; session {held}; hold {hold or 'none'}")
+            return True
         self.note(HELP)
         return True
+
+    def _lifecycle(
+        self, name: str, argument: str
+    ) -> Callable[[], tuple[engine.Action, ...]] | None:
+        """An agent's or Chatwoot's move, as a sandbox call (None for no such command)."""
+        box = self.sandbox
+        moves: dict[str, Callable[[], tuple[engine.Action, ...]]] = {
+            "agent": box.agent_reply,
+            "note": partial(box.note, argument),
+            "assign": box.assign,
+            "label": partial(box.label, argument or lifecycle.BOT_LABEL),
+            "resolve": partial(box.set_status, "resolved"),
+            "snooze": partial(box.set_status, "snoozed"),
+        }
+        return moves.get(name)
 
     def _show(self, act: Callable[[], tuple[engine.Action, ...]], lines: Iterator[str]) -> bool:
         """Do `act` (a sandbox call), print what the bot did, then answer the webhook calls it
@@ -221,6 +256,8 @@ class Simulation:
                 self.note(f"private note:\n{text}")
             case engine.Resolve():
                 self.note("resolved")
+            case engine.BackToBot(reason=reason):
+                self.note(f"pending again: {reason}")
             case engine.SaveAttribute(scope=scope, key=key, value=value):
                 shown = json.dumps(value, ensure_ascii=False, default=str)
                 self.note(f"saved {scope}.custom_attributes.{key} = {shown}")

@@ -166,6 +166,20 @@ update workflow_conversations
 set status = 'handed_off', updated_at = now(), ended_at = coalesce(ended_at, now())
 where id = %(id)s and status = 'active'
 """
+SELECT_HOLD = """
+select kind, until from workflow_holds
+where account_id = %(account_id)s and conversation_id = %(conversation_id)s
+"""
+UPSERT_HOLD = """
+insert into workflow_holds (account_id, conversation_id, kind, until)
+values (%(account_id)s, %(conversation_id)s, %(kind)s, %(until)s)
+on conflict (account_id, conversation_id)
+do update set kind = excluded.kind, until = excluded.until, updated_at = now()
+"""
+DELETE_HOLD = """
+delete from workflow_holds
+where account_id = %(account_id)s and conversation_id = %(conversation_id)s
+"""
 SELECT_CURRENT_FLOWS = """
 select name, version, definition from workflow_configs where is_current order by name
 """
@@ -424,6 +438,26 @@ class Tx:
 
     async def record_error(self, interaction_id: int, error: str) -> None:
         await self.conn.execute(RECORD_ERROR, {"id": interaction_id, "error": error})
+
+    async def hold(
+        self, account_id: int, conversation_id: int
+    ) -> tuple[str, datetime | None] | None:
+        """The conversation's hold (lifecycle.Hold's value) and when it ends, if it has one."""
+        cur = await self.conn.execute(
+            SELECT_HOLD, {"account_id": account_id, "conversation_id": conversation_id}
+        )
+        row = await cur.fetchone()
+        return None if row is None else (str(row[0]), row[1])
+
+    async def set_hold(
+        self, account_id: int, conversation_id: int, kind: str | None, until: datetime | None
+    ) -> None:
+        """Keep the conversation's hold, or drop it (`kind` None)."""
+        params = {"account_id": account_id, "conversation_id": conversation_id}
+        if kind is None:
+            await self.conn.execute(DELETE_HOLD, params)
+        else:
+            await self.conn.execute(UPSERT_HOLD, {**params, "kind": kind, "until": until})
 
 
 class Store:

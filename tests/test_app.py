@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import json
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -47,7 +48,7 @@ async def test_whatsapp_conversation(db_dsn: str, tmp_path: Path) -> None:
 
         # Chatwoot keeps sending events after the handoff: the bot stays quiet.
         r = await h.post(incoming(1287, 4, "Alô?", status="open"))
-        assert r.json() == {"status": "ignored", "reason": "conversation is open"}
+        assert r.json() == {"status": "quiet"}
         r = await h.post(incoming(1287, 5, "Alô??"))  # even if it still looked pending
         assert r.json() == {"status": "quiet"}
         await h.settled()
@@ -62,9 +63,13 @@ async def test_whatsapp_conversation(db_dsn: str, tmp_path: Path) -> None:
 
 
 async def test_completed_flow_starts_over(db_dsn: str, tmp_path: Path) -> None:
-    """After the flow ends, a later message in a still-pending conversation starts again."""
-    async with running(db_dsn, write_flow(tmp_path)) as h:
+    """After the flow ends (and its 10-minute rest), a later message in a still-pending
+    conversation starts again."""
+    now = [datetime(2026, 6, 20, 14, 0, tzinfo=UTC)]
+    async with running(db_dsn, write_flow(tmp_path), clock=lambda: now[0]) as h:
         for i, text in enumerate(["Oi", "Sim", "Só olhando", "Oi de novo"], start=1):
+            if i == 4:
+                now[0] += timedelta(minutes=10)
             await h.post(incoming(50, i, text))
             await h.until(lambda n=i: len(h.sent(50)) == n)  # type: ignore[misc]
         assert h.contents(50)[2:] == [

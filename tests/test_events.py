@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from agentbot.events import (
     AgentMessage,
+    AgentNote,
     Contact,
     ConversationChanged,
     CustomerMessage,
@@ -87,7 +88,16 @@ IGNORED = [
     ),
     ("template message", changed(TEXT, "message_type", "template"), "message_type 'template'"),
     ("private note", changed(TEXT, "private", True), "private note"),
-    ("open conversation", changed(TEXT, "conversation.status", "open"), "conversation is open"),
+    (
+        "snoozed conversation",
+        changed(TEXT, "conversation.status", "snoozed"),
+        "conversation is snoozed",
+    ),
+    (
+        "widget answer in an open conversation",
+        changed(WIDGET, "conversation.status", "open"),
+        "conversation is open",
+    ),
     (
         "resolved conversation",
         changed(TEXT, "conversation.status", "resolved"),
@@ -224,6 +234,62 @@ def test_agent_message() -> None:
     event = parse(payload)
     assert isinstance(event, AgentMessage)
     assert (event.message_id, event.agent_id, event.dedupe_key) == (90321, 3, "message:90321")
+
+
+def test_customer_message_in_open_conversation() -> None:
+    """A customer's message in an open conversation reaches lifecycle.py, which decides."""
+    event = parse(changed(TEXT, "conversation.status", "open"))
+    assert isinstance(event, CustomerMessage)
+    assert event.conversation.status == "open"
+
+
+def test_agent_note() -> None:
+    """An agent's private note is an AgentNote with its text (a command, maybe)."""
+    payload = changed(changed(TEXT, "message_type", "outgoing"), "private", True)
+    payload["sender"] = {"id": 3, "name": "Ana", "type": "user"}
+    payload["content"] = " /pause 30 "
+    event = parse(payload)
+    assert isinstance(event, AgentNote)
+    assert (event.message_id, event.agent_id, event.text) == (90321, 3, " /pause 30 ")
+    assert event.dedupe_key == "message:90321"
+    payload["content"] = None
+    empty = parse(payload)
+    assert isinstance(empty, AgentNote)
+    assert empty.text == ""
+    payload["sender"] = {"id": 2, "name": "Acme Bot", "type": "agent_bot"}
+    assert isinstance(parse(payload), Ignored)  # the bot's own note (its handoff summary)
+
+
+TRANSITIONS: list[tuple[str, Any, str | None, tuple[str, ...]]] = [
+    (
+        "snoozed to open",
+        [{"status": {"previous_value": "snoozed", "current_value": "open"}}],
+        "snoozed",
+        (),
+    ),
+    ("label added to a list", [{"label_list": {"previous_value": ["vip"]}}], None, ("bot",)),
+    ("label added to a string", [{"label_list": {"previous_value": "vip, x"}}], None, ("bot",)),
+    ("labels from nothing", [{"label_list": {"previous_value": None}}], None, ("vip", "bot")),
+    ("no label change", [{"assignee_id": {}}], None, ()),
+    ("no changed attributes", None, None, ()),
+]
+
+
+@pytest.mark.parametrize(
+    ("attributes", "previous", "added"),
+    [c[1:] for c in TRANSITIONS],
+    ids=[c[0] for c in TRANSITIONS],
+)
+def test_conversation_transitions(
+    attributes: Any, previous: str | None, added: tuple[str, ...]
+) -> None:
+    """changed_attributes give the previous status and the labels just added."""
+    payload = {**sample("conversation_status_changed_bot_handoff"), "event": "conversation_updated"}
+    payload["changed_attributes"] = attributes
+    payload["labels"] = ["vip", "bot"]
+    event = parse(payload)
+    assert isinstance(event, ConversationChanged)
+    assert (event.previous_status, event.labels_added) == (previous, added)
 
 
 def test_delivery_failed() -> None:

@@ -637,3 +637,51 @@ def test_failure_reads_as_one_block() -> None:
     """A failure is its location and message, then its details indented under it."""
     failure = Failure(FILE, 3, "um", 2, "bot", "the message differs", ("a", "b"))
     assert str(failure) == f"{FILE}:3: um: step 2 (bot): the message differs\n    a\n    b"
+
+
+def test_lifecycle_steps_are_checked() -> None:
+    """The agents' and Chatwoot's steps refuse wrong values, and their checks name the unknown."""
+    text = (
+        "flow: mini\ntests:\n  - steps:\n      - agent: [x]\n      - assign_agent: ana\n"
+        "      - resolve: false\n      - hold: pausado\n      - conversation_status: aberto\n"
+    )
+    assert problems(text) == [
+        "flows/tests/mini.yaml:4: tests[0].steps[0].agent: expected text, got a list",
+        "flows/tests/mini.yaml:5: tests[0].steps[1].assign_agent: expected a positive whole"
+        " number, got the string 'ana'",
+        "flows/tests/mini.yaml:6: tests[0].steps[2].resolve: expected true, got false",
+        "flows/tests/mini.yaml:7: tests[0].steps[3].hold: unknown hold 'pausado'"
+        " (did you mean 'paused'?)",
+        "flows/tests/mini.yaml:8: tests[0].steps[4].conversation_status: unknown conversation"
+        " status 'aberto'",
+    ]
+
+
+def test_lifecycle_checks_fail_with_what_happened() -> None:
+    """`hold` and `conversation_status` say what they expected and what is so."""
+    assert run("- user: Oi\n- agent: Oi Ana\n- hold: paused") == (
+        "flows/tests/mini.yaml:8: caso: step 3 (hold): the hold differs\n"
+        "    expected: paused\n"
+        "    actual:   none"
+    )
+    assert run("- user: Oi\n- snooze: true\n- conversation_status: open") == (
+        "flows/tests/mini.yaml:8: caso: step 3 (conversation_status): the conversation's status"
+        " in Chatwoot differs\n"
+        "    expected: open\n"
+        "    actual:   snoozed"
+    )
+
+
+def test_lifecycle_steps_run_the_service_rules() -> None:
+    """An agent's reply, a pause, /bot, a label, an assignment, a snooze and a resolve do in
+    `agentbot test` what they do in the service."""
+    steps = (
+        "- user: Oi\n- agent: Oi Ana\n- handoff: true\n- conversation_status: open\n"
+        "- agent_note: /pause 5\n- hold: paused\n- conversation_status: pending\n"
+        "- user: Sim\n- quiet: true\n- wait: 5m\n- user: Oi\n- bot: 'Oi Ana! Quer ajuda?'\n"
+        "- snooze: true\n- hold: snoozed\n- user: Sim\n- conversation_status: pending\n"
+        "- hold: none\n- assign_agent: 7\n- handoff: true\n- label: bot\n"
+        "- conversation_status: pending\n- label: bot\n- resolve: true\n"
+        "- conversation_status: resolved\n- user: Oi\n- bot: 'Oi Ana! Quer ajuda?'"
+    )
+    assert run(steps) is None

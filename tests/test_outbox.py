@@ -15,7 +15,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from agentbot.chatwoot import ChatwootClient
 from agentbot.config import Secret
-from agentbot.engine import AddLabels, Handoff, Option, SendOptions, SendText
+from agentbot.engine import AddLabels, BackToBot, Handoff, Option, SendOptions, SendText
 from agentbot.outbox import Outbox, RetryPolicy, decode, encode
 from agentbot.store import Store
 from tests.fakes import FakeChatwoot, FakeChatwootServer
@@ -46,6 +46,7 @@ ACTIONS = [
     SendOptions("Escolha", (Option("Sim", "sim"), Option("Não", "nao")), "b"),
     AddLabels(("x", "y"), "c"),
     Handoff("asked", "d"),
+    BackToBot("an agent gave the conversation back to the bot (bot)", "e"),
 ]
 
 

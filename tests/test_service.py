@@ -34,7 +34,7 @@ async def test_agent_reply_silences_until_resolved(db_dsn: str, tmp_path: Path) 
         # Still pending in an event that crossed the handoff, or open: silence either way.
         assert (await h.post(incoming(10, 3, "Sim"))).json() == {"status": "quiet"}
         r = await h.post(incoming(10, 4, "Sim", status="open"))
-        assert r.json()["status"] == "ignored"
+        assert r.json() == {"status": "quiet"}
         await h.settled()
         assert h.contents(10) == [GREETING]
 
@@ -60,15 +60,15 @@ async def test_agent_reply_in_open_conversation_needs_no_toggle(
         assert not [q for q in h.fake.requests if q.path.endswith("/toggle_status")]
 
 
-async def test_private_note_and_idle_agent_do_not_take_over(db_dsn: str, tmp_path: Path) -> None:
-    """A private note is not a reply; an agent message with no session changes nothing."""
+async def test_private_note_does_not_take_over(db_dsn: str, tmp_path: Path) -> None:
+    """A private note that is no command is not a reply: the flow goes on."""
     async with running(db_dsn, write_flow(tmp_path)) as h:
-        assert (await h.post(agent_message(12, 1, "nota"))).json() == {"status": "recorded"}
         await h.post(incoming(12, 2, "Oi"))
         note = agent_message(12, 3, "cliente VIP")
         note["private"] = True
-        assert (await h.post(note)).json()["status"] == "ignored"
+        assert (await h.post(note)).json() == {"status": "recorded"}
         assert h.query("select status from workflow_conversations") == [("active",)]
+        assert (await h.post(incoming(12, 4, "Sim"))).json() == {"status": "acted"}
 
 
 STATUS_CASES = [

@@ -83,13 +83,15 @@ def test_a_whole_conversation_reads_as_a_transcript() -> None:
         > /restart
         [a new conversation]
         > /help
-        [commands: /wait 30m, /vars, /restart, /quit; anything else is the customer's message]
+        [commands: /wait 30m, /vars, /restart, /quit; anything else is the customer's message
+         agents: /agent TEXT, /note TEXT (/note /bot, /note /pause 30), /assign, /label NAME,
+         /resolve, /snooze]
         > atendente
         bot: Vou te transferir para um atendente.
         [handoff: the customer asked for a human]
         [end: handed_off]
         > oi
-        [quiet: humans hold the conversation; /restart to start over]
+        [quiet: humans (or a pause) hold the conversation; /restart to start over]
         > /wait x
         [expected a duration like 30s, 10m, 2h or 1d, got 'x']
         > /quit
@@ -240,3 +242,42 @@ def test_parse_variable_needs_a_name_and_equals(item: str) -> None:
     """A `--var` without NAME= is refused with the expected form."""
     with pytest.raises(ValueError, match="expected NAME=VALUE"):
         parse_variable(item)
+
+
+def test_agents_and_chatwoot_in_the_simulator() -> None:
+    """An agent's reply, a pause, the clock, /bot, a snooze, an assignment and a resolve, each
+    followed by the conversation's status, the session's and what holds it."""
+    transcript = simulate(
+        FLOW,
+        "Oi",
+        "/agent Oi, sou a Ana",
+        "Sim",
+        "/note /pause 30",
+        "Sim",
+        "/wait 31m",
+        "Oi",
+        "/note /pause",
+        "/snooze",
+        "Sim",
+        "/label",
+        "/assign",
+        "/resolve",
+    )
+    assert transcript.count("bot: Oi Ana! Quer ajuda?") == 2
+    expected = [
+        "[handoff: an agent replied]",
+        "[conversation open; session handed_off; hold none]",
+        "[quiet: humans (or a pause) hold the conversation; /restart to start over]",
+        "[pending again: an agent gave the conversation back to the bot (paused)]",
+        "[conversation pending; session closed; hold paused]",
+        "[conversation pending; session active; hold none]",
+        "[conversation snoozed; session active; hold snoozed]",
+        "[pending again: the customer wrote in a snoozed conversation: the flow resumes]",
+        "[conversation pending; session active; hold none]",
+        "[handoff: the conversation was assigned to an agent]",
+        "[conversation open; session handed_off; hold none]",
+        "[conversation resolved; session closed; hold none]",
+    ]
+    for line in expected:
+        assert line in transcript, line
+    assert "/pause takes a number of minutes" in transcript
