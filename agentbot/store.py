@@ -466,6 +466,15 @@ class Store:
                 rows = await cur.fetchall()
         return session, list(reversed(rows))
 
+    async def metrics_rows(
+        self, outbox_query: str, sessions_query: str
+    ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+        """The rows of the two /metrics queries, read in one transaction."""
+        async with self.transaction() as tx:
+            outbox = await (await tx.conn.execute(outbox_query)).fetchall()
+            sessions = await (await tx.conn.execute(sessions_query)).fetchall()
+        return outbox, sessions
+
     async def ping(self) -> None:
         async with self.transaction() as tx:
             await tx.conn.execute("select 1")

@@ -79,3 +79,11 @@ def test_load_reads_the_file(tmp_path: Path) -> None:
 def test_parse_env_file() -> None:
     """Lines without '=' are skipped; quotes are stripped only when they match."""
     assert parse_env_file('A=1\nnonsense\nB="2"\nC=\'3"\n') == {"A": "1", "B": "2", "C": "'3\""}
+
+
+def test_metrics_token() -> None:
+    """METRICS_TOKEN is read as a secret of its own; unset, /metrics stays off."""
+    assert Settings.from_environ({}).metrics_token is None
+    s = Settings.from_environ({"METRICS_TOKEN": "m-1", "WORKFLOWS_API_TOKEN": "a-1"})
+    assert s.metrics_token == Secret("m-1")
+    assert s.api_token == Secret("a-1")
