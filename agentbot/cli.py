@@ -18,7 +18,7 @@ from pathlib import Path
 import structlog
 
 from agentbot import logs
-from agentbot.catalog import load_flow_files
+from agentbot.catalog import load_flow_files, read_shared_hours
 from agentbot.config import Settings
 from agentbot.database import Database, open_database
 from agentbot.doctor import DoctorOptions, doctor_command
@@ -215,7 +215,9 @@ def _parsable(paths: list[Path]) -> list[tuple[str, Flow]]:
     flows: list[tuple[str, Flow]] = []
     for file in _yaml_files(paths):
         try:
-            flows.append((str(file), parse_flow(file.read_text(encoding="utf-8"), str(file))))
+            text = file.read_text(encoding="utf-8")
+            shared, _ = read_shared_hours(file.parent)
+            flows.append((str(file), parse_flow(text, str(file), shared_hours=shared)))
         except (FlowError, OSError, UnicodeDecodeError):
             continue  # load_flow_files reports it
     return flows

@@ -450,6 +450,17 @@ class Service:
             choice=result.choice,
             message_id=None if event is None else event.message_id,
         )
+        for block, arm in result.splits:
+            # one row per A/B split passed: /api/stats counts each arm as the block's choice
+            await tx.insert_interaction(
+                session_id=session_id,
+                account_id=where.account_id,
+                conversation_id=where.conversation_id,
+                direction="in",
+                kind="split",
+                block=block,
+                choice=arm,
+            )
         await self._queue(tx, session_id, where, result.actions, template_params)
         log.info(
             "session.stepped",
