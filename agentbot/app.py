@@ -138,7 +138,7 @@ async def webhook(request: Request) -> Response:
     service = state["service"]
     if isinstance(parsed, events.CustomerMessage | events.OptionSubmitted):
         handled = await service.handle(
-            parsed, event_name=event_name, delivery_id=delivery_id, now=clock()
+            parsed, event_name=event_name, delivery_id=delivery_id, now=clock(), payload=payload
         )
     elif isinstance(parsed, events.WidgetOpened):
         handled = await service.widget_opened(

@@ -320,6 +320,41 @@ def step(flow: Flow, session: Session | None, event: Input, now: datetime) -> St
     return _on_message(flow, session, event, now)
 
 
+def burst_answer(
+    flow: Flow,
+    session: Session | None,
+    burst: Sequence[CustomerMessage | OptionSubmitted],
+    now: datetime,
+) -> CustomerMessage | OptionSubmitted:
+    """The one event a burst of customer messages (a flow's `debounce`) is answered as.
+
+    The last message the flow takes on its own (a button, an accepted answer, a global word, a
+    start) wins; when it takes none, all the texts as one message, so that the customer hears
+    one "not understood" rather than one per message. `burst` is never empty.
+    """
+    for event in reversed(burst):
+        if step(flow, session, event, now).outcome is not Outcome.MISSED:
+            return event
+    last = burst[-1]
+    text = "\n".join(_text(event) for event in burst)
+    return CustomerMessage(last.conversation, last.contact, last.message_id, text)
+
+
+def burst_opening(
+    flows: Sequence[Flow],
+    inbox_id: int | None,
+    burst: Sequence[CustomerMessage | OptionSubmitted],
+) -> CustomerMessage | OptionSubmitted:
+    """The message of a burst that opens a new session: the first that is a flow's trigger
+    keyword ("Oi", "suporte" starts the support flow), else the first. `burst` is never empty."""
+    for event in burst:
+        said = normalize(_text(event))
+        chosen = choose_flow(flows, inbox_id, said)
+        if chosen is not None and said in _words(chosen.trigger.keywords):
+            return event
+    return burst[0]
+
+
 def options(block: Block) -> tuple[Option, ...]:
     return tuple(Option(b.text, b.value) for b in block.buttons)
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
 import structlog
 
-from agentbot import channels, engine
+from agentbot import channels, engine, events
 from agentbot.catalog import Catalog
 from agentbot.engine import (
     AddLabels,
@@ -56,6 +56,7 @@ class Result(StrEnum):
     CLOSED = "closed"  # the session ended with the conversation's resolve (or a new pending)
     RECORDED = "recorded"  # noted (a delivery failure, a change that needs nothing)
     BUSY = "busy"  # a start was asked for a conversation whose session is still running
+    HELD = "held"  # part of a burst (the flow's `debounce`): answered when the window closes
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,14 +86,114 @@ class Service:
         self.on_commit = on_commit
 
     async def handle(
-        self, event: Event, *, event_name: str, delivery_id: str | None, now: datetime
+        self,
+        event: Event,
+        *,
+        event_name: str,
+        delivery_id: str | None,
+        now: datetime,
+        payload: Mapping[str, Any] | None = None,
     ) -> Handled:
-        """A customer's message or widget answer: step the conversation's flow."""
+        """A customer's message or widget answer: step the conversation's flow.
+
+        With the webhook's `payload`, a flow with `debounce` holds the message instead (it is
+        committed all the same) and `release_burst` answers the burst when the window closes.
+        """
 
         async def step(tx: Tx, row: SessionRow | None) -> Handled:
+            if payload is not None and isinstance(event, CustomerMessage | OptionSubmitted):
+                window = await self._window(tx, row, event)
+                if window is not None:
+                    return await self._hold(tx, row, event, payload, now, window)
             return await self._step(tx, row, event, now)
 
         return await self._intake(event, event_name, delivery_id, step)
+
+    async def _window(
+        self, tx: Tx, row: SessionRow | None, event: CustomerMessage | OptionSubmitted
+    ) -> timedelta | None:
+        """How long to hold this message: its flow's `debounce`; zero when the flow has none but
+        earlier messages are held (they are answered first); None to answer it now."""
+        conv = event.conversation
+        flow: Flow | None = None
+        if row is not None and row.status == Status.ACTIVE:
+            flow = await self.catalog.version(row.flow_name, row.flow_version)
+        elif row is None or row.status != Status.HANDED_OFF:
+            flows = list(self.catalog.current.values())
+            flow = engine.choose_flow(flows, conv.inbox_id, _said(event))
+        if flow is not None and flow.debounce is not None:
+            return flow.debounce
+        if await tx.holds_burst(conv.account_id, conv.id):
+            return timedelta(0)
+        return None
+
+    async def _hold(
+        self,
+        tx: Tx,
+        row: SessionRow | None,
+        event: CustomerMessage | OptionSubmitted,
+        payload: Mapping[str, Any],
+        now: datetime,
+        window: timedelta,
+    ) -> Handled:
+        conv = event.conversation
+        await tx.hold_message(conv.account_id, conv.id, payload, now, now + window)
+        await tx.insert_interaction(
+            session_id=row.id if row is not None and row.status == Status.ACTIVE else None,
+            account_id=conv.account_id,
+            conversation_id=conv.id,
+            direction="in",
+            kind="held",
+            block=row.current_block if row is not None and row.status == Status.ACTIVE else None,
+            content=_said(event),
+            message_id=event.message_id if isinstance(event, CustomerMessage) else None,
+        )
+        log.info("burst.held", window=window.total_seconds())
+        return Handled(Result.HELD, flow=row.flow_name if row is not None else None)
+
+    async def release_burst(self, account_id: int, conversation_id: int, now: datetime) -> Handled:
+        """Answer a conversation's held messages as one, if their window has closed by `now`
+        (another replica, or a message that joined the burst, may have moved it)."""
+        async with self.store.transaction() as tx:
+            await tx.lock_conversation(account_id, conversation_id)
+            payloads = await tx.take_burst(account_id, conversation_id, now)
+            if payloads is None:
+                return Handled(Result.QUIET)
+            burst = [
+                event
+                for event in (events.parse(payload) for payload in payloads)
+                if isinstance(event, CustomerMessage | OptionSubmitted)
+            ]
+            if not burst:
+                return Handled(Result.RECORDED)
+            row = await tx.latest_session(account_id, conversation_id)
+            handled = await self._step(tx, row, await self._burst_event(tx, row, burst, now), now)
+        log.info("burst.answered", messages=len(burst), result=handled.result.value)
+        if handled.actions:
+            self.on_commit()
+        return handled
+
+    async def _burst_event(
+        self,
+        tx: Tx,
+        row: SessionRow | None,
+        burst: list[CustomerMessage | OptionSubmitted],
+        now: datetime,
+    ) -> CustomerMessage | OptionSubmitted:
+        """The event the burst is answered as: the engine decides from the flow it runs on,
+        or, for a new session, from the flows a message may start."""
+        if row is not None and row.status == Status.ACTIVE:
+            flow = await self.catalog.version(row.flow_name, row.flow_version)
+            if flow is not None:
+                session = _session(row)
+                expanded = [
+                    _expand_reply(flow, session, e) if isinstance(e, CustomerMessage) else e
+                    for e in burst
+                ]
+                return engine.burst_answer(flow, session, expanded, now)
+            return burst[-1]
+        flows = list(self.catalog.current.values())
+        return engine.burst_opening(flows, burst[0].conversation.inbox_id, burst)
 
     async def notice(self, notice: Notice, *, event_name: str, delivery_id: str | None) -> Handled:
         """Who holds the conversation changed, or the channel refused a message."""

@@ -1,5 +1,5 @@
 """`hours:` with `open_now`, `split:` blocks and `debounce:`: loading, and the engine with the
-clock and the conversation pinned."""
+clock and the conversation pinned (bursts end to end: test_bursts.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,16 @@ from pathlib import Path
 import pytest
 
 from agentbot.catalog import load_flow_files, read_shared_hours
-from agentbot.engine import SendText, Status, start, step
+from agentbot.engine import (
+    Outcome,
+    SendText,
+    Session,
+    Status,
+    burst_answer,
+    burst_opening,
+    start,
+    step,
+)
 from agentbot.errors import FlowError
 from agentbot.events import Contact, Conversation, CustomerMessage
 from agentbot.flows import Arm, exits
@@ -378,7 +387,14 @@ def test_split_problems(text: str, expected: list[str]) -> None:
 
 @pytest.mark.parametrize(
     "test",
-    ["not open_now", "exists(open_now)", "x in [1, open_now]", "open_now == true", "(open_now)"],
+    [
+        "not open_now",
+        "exists(open_now)",
+        "x in [1, open_now]",
+        "x == 1 or open_now",
+        "[1, 2] contains x or open_now",
+        "(open_now)",
+    ],
 )
 def test_open_now_is_found_anywhere_in_a_condition(test: str) -> None:
     """Wherever a condition reads open_now, a flow without hours is told to add them."""
@@ -392,3 +408,86 @@ def test_open_now_is_found_anywhere_in_a_condition(test: str) -> None:
         f"{FILE}:3: blocks.a.conditions[0].if: open_now needs business hours: add hours: at "
         "the top of the flow"
     ]
+
+
+BUTTONS_FLOW = """
+name: vendas
+trigger: {default: true, keywords: [vendas]}
+debounce: 2s
+blocks:
+  inicio:
+    message: Já é cliente?
+    buttons:
+      - {text: Sim, next_block: fim}
+      - {text: Não, value: nao, next_block: fim}
+  fim:
+    message: Obrigado!
+"""
+SUPPORT_FLOW = """
+name: suporte
+trigger: {keywords: [suporte]}
+blocks:
+  a: {message: Suporte aqui.}
+"""
+
+
+def said(text: str, message_id: int = 1) -> CustomerMessage:
+    conversation = Conversation(account_id=1, id=5, inbox_id=1, status="pending")
+    return CustomerMessage(conversation, Contact(id=9, name="Ana"), message_id, text)
+
+
+def waiting_at_question() -> Session:
+    flow = parse_flow(yml(BUTTONS_FLOW), FILE)
+    session = step(flow, None, said("oi"), SAO_PAULO_08H).session
+    assert session is not None
+    return session
+
+
+@pytest.mark.parametrize(
+    ("texts", "answer"),
+    [
+        (["hmm", "Sim", "ok?"], "Sim"),  # the one the question takes
+        (["Sim", "não", "talvez"], "não"),  # the last one it takes: the customer changed mind
+        (["2"], "2"),  # a position number alone
+        (["abc", "def"], "abc\ndef"),  # none: one message, so one miss
+        (["oi", "atendente"], "atendente"),  # a global word counts
+    ],
+)
+def test_burst_answer_at_a_question(texts: list[str], answer: str) -> None:
+    """A burst at a question is answered as the last message the flow takes, else all in one."""
+    flow = parse_flow(yml(BUTTONS_FLOW), FILE)
+    burst = [said(text, i) for i, text in enumerate(texts, start=10)]
+    event = burst_answer(flow, waiting_at_question(), burst, SAO_PAULO_08H)
+    assert isinstance(event, CustomerMessage)
+    assert event.text == answer
+    last = burst[texts.index(answer)] if answer in texts else burst[-1]
+    assert event.message_id == last.message_id
+
+
+def test_burst_answer_of_all_misses_is_one_miss() -> None:
+    """Stepping the merged burst gives one retry message and one miss."""
+    flow = parse_flow(yml(BUTTONS_FLOW), FILE)
+    session = waiting_at_question()
+    event = burst_answer(flow, session, [said("x", 2), said("y", 3), said("z", 4)], SAO_PAULO_08H)
+    result = step(flow, session, event, SAO_PAULO_08H)
+    assert result.outcome is Outcome.MISSED
+    assert len(result.actions) == 1
+    assert result.session is not None
+    assert result.session.misses == 1
+
+
+@pytest.mark.parametrize(
+    ("texts", "opening"),
+    [
+        (["Oi", "suporte", "rápido"], "suporte"),  # a later message names a flow's keyword
+        (["vendas", "suporte"], "vendas"),  # the first keyword wins
+        (["Oi", "tudo bem?"], "Oi"),  # no keyword: the first message, as without debounce
+    ],
+)
+def test_burst_opening(texts: list[str], opening: str) -> None:
+    """A burst that opens a conversation starts the flow its first keyword names."""
+    flows = [parse_flow(yml(BUTTONS_FLOW), FILE), parse_flow(yml(SUPPORT_FLOW), "s.yaml")]
+    burst = [said(text, i) for i, text in enumerate(texts, start=1)]
+    event = burst_opening(flows, 1, burst)
+    assert isinstance(event, CustomerMessage)
+    assert event.text == opening

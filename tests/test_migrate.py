@@ -19,6 +19,7 @@ TABLES = {
     "workflow_interactions",
     "workflow_events",
     "workflow_outbox",
+    "workflow_bursts",
     "agentbot_settings",
     "schema_migrations",
 }
@@ -34,8 +35,8 @@ def tables(dsn: str) -> set[str]:
 
 async def test_empty_database(empty_db_dsn: str) -> None:
     """An empty database gets every table; a second run applies nothing."""
-    assert await pending(empty_db_dsn) == ["0001_initial.sql"]
-    assert await migrate(empty_db_dsn) == ["0001_initial.sql"]
+    assert await pending(empty_db_dsn) == ["0001_initial.sql", "0006_bursts.sql"]
+    assert await migrate(empty_db_dsn) == ["0001_initial.sql", "0006_bursts.sql"]
     assert tables(empty_db_dsn) == TABLES
     assert await migrate(empty_db_dsn) == []
     assert await pending(empty_db_dsn) == []
@@ -44,9 +45,10 @@ async def test_empty_database(empty_db_dsn: str) -> None:
 async def test_concurrent_migrations(empty_db_dsn: str) -> None:
     """Four migrators at once: each file applied exactly once, no error."""
     results = await asyncio.gather(*(migrate(empty_db_dsn) for _ in range(4)))
-    assert sorted(len(r) for r in results) == [0, 0, 0, 1]
+    files = len(load_migrations())
+    assert sorted(len(r) for r in results) == [0, 0, 0, files]
     with psycopg.connect(empty_db_dsn) as conn:
-        assert conn.execute("select count(*) from schema_migrations").fetchone() == (1,)
+        assert conn.execute("select count(*) from schema_migrations").fetchone() == (files,)
 
 
 async def test_failed_migration_rolls_back(empty_db_dsn: str) -> None:
@@ -88,7 +90,7 @@ async def test_missing_database_is_created(pg_admin: str) -> None:
     try:
         assert await ensure_database(dsn) is True
         assert await ensure_database(dsn) is False
-        assert await migrate(dsn) == ["0001_initial.sql"]
+        assert await migrate(dsn) == [m.name for m in load_migrations()]
     finally:
         with psycopg.connect(pg_admin, autocommit=True) as conn:
             conn.execute("drop database if exists agentbot_created_by_test with (force)")

@@ -1,0 +1,101 @@
+"""Bursts (`debounce:`): messages close together get one answer, held durably until then."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from tests.fakes import FakeChatwoot
+from tests.harness import SALES_FLOW, incoming, running, write_flow
+
+pytestmark = pytest.mark.anyio
+
+DEBOUNCED = SALES_FLOW.replace("trigger: {default: true}", "trigger: {default: true}\ndebounce: 1s")
+GREETING = "Olá Maria Silva! Você já é nosso cliente?"
+
+
+async def quiet_for(seconds: float) -> None:
+    """Let the window close and the timers run well past it, so a second answer would show."""
+    await asyncio.sleep(seconds)
+
+
+async def test_five_messages_within_100ms_get_one_answer(db_dsn: str, tmp_path: Path) -> None:
+    """Five messages in 100 ms: each held at once (200), then one greeting, no duplicate."""
+    async with running(db_dsn, write_flow(tmp_path, DEBOUNCED)) as h:
+        texts = ["Oi", "tudo bem?", "queria saber", "dos planos", "de vocês"]
+        started = asyncio.get_running_loop().time()
+        answers = []
+        for i, text in enumerate(texts, start=1):
+            answers.append(await h.post(incoming(500, i, text)))
+            await asyncio.sleep(0.02)
+        assert asyncio.get_running_loop().time() - started < 1.0  # well inside the window
+        assert [a.json() for a in answers] == [{"status": "held"}] * 5
+        assert h.sent(500) == []  # nothing before the window closes
+        await h.until(lambda: len(h.sent(500)) == 1)
+        await h.settled()
+        await quiet_for(1.5)
+        assert h.contents(500) == [GREETING]
+        rows = h.query(
+            "select kind, content from workflow_interactions where direction = 'in' order by id"
+        )
+        assert rows == [*(("held", t) for t in texts), ("started", "Oi")]
+        assert h.query("select count(*) from workflow_bursts") == [(0,)]
+        assert h.fake.violations == []
+
+
+async def test_a_burst_at_a_question_takes_the_answer_in_it(db_dsn: str, tmp_path: Path) -> None:
+    """At a question, "hmm", "Sim", "ok?" answer the question once with "Sim"; no retry."""
+    async with running(db_dsn, write_flow(tmp_path, DEBOUNCED)) as h:
+        await h.post(incoming(501, 1, "Oi"))
+        await h.until(lambda: len(h.sent(501)) == 1)
+        for i, text in enumerate(["hmm", "Sim", "ok?"], start=2):
+            assert (await h.post(incoming(501, i, text))).json() == {"status": "held"}
+        await h.until(lambda: len(h.sent(501)) == 2)
+        await h.settled()
+        await quiet_for(1.5)
+        assert h.contents(501) == [GREETING, "Qual produto te interessa?"]
+
+
+async def test_a_burst_of_misses_is_one_miss(db_dsn: str, tmp_path: Path) -> None:
+    """Three replies that match nothing ask again once, counted as one miss (no handoff)."""
+    async with running(db_dsn, write_flow(tmp_path, DEBOUNCED)) as h:
+        await h.post(incoming(502, 1, "Oi"))
+        await h.until(lambda: len(h.sent(502)) == 1)
+        for i, text in enumerate(["abc", "def", "ghi"], start=2):
+            await h.post(incoming(502, i, text))
+        await h.until(lambda: len(h.sent(502)) == 2)
+        await h.settled()
+        await quiet_for(1.5)
+        assert len(h.sent(502)) == 2
+        assert h.contents(502)[1].startswith("Não entendi.")
+        assert h.query("select misses, status from workflow_conversations") == [(1, "active")]
+        missed = h.query("select content from workflow_interactions where kind = 'missed'")
+        assert missed == [("abc\ndef\nghi",)]
+
+
+async def test_a_held_burst_survives_a_restart(db_dsn: str, tmp_path: Path) -> None:
+    """Messages held when the service stops are answered, once, by the next start."""
+    fake = FakeChatwoot()
+    flows = write_flow(tmp_path, DEBOUNCED)
+    async with running(db_dsn, flows, fake=fake) as h:
+        await h.post(incoming(503, 1, "Oi"))
+        await h.post(incoming(503, 2, "alguém aí?"))
+        await h.post(incoming(503, 2, "alguém aí?"))  # Chatwoot's retry: a duplicate
+    assert h.sent(503) == []
+    assert h.query("select jsonb_array_length(events) from workflow_bursts") == [(2,)]
+    async with running(db_dsn, flows, fake=fake) as h:
+        await h.until(lambda: len(h.sent(503)) == 1)
+        await h.settled()
+        await quiet_for(1.2)
+        assert h.contents(503) == [GREETING]
+
+
+async def test_without_debounce_each_message_is_answered_at_once(
+    db_dsn: str, tmp_path: Path
+) -> None:
+    """A flow without debounce holds nothing: the webhook acts on each message."""
+    async with running(db_dsn, write_flow(tmp_path)) as h:
+        assert (await h.post(incoming(504, 1, "Oi"))).json() == {"status": "acted"}
+        assert h.query("select count(*) from workflow_bursts") == [(0,)]
