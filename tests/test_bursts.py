@@ -1,4 +1,4 @@
-"""Bursts (`debounce:`): messages close together get one answer, held durably until then."""
+"""Bursts (`debounce:`) and A/B splits end to end: webhook, PostgreSQL, timers, fake Chatwoot."""
 
 from __future__ import annotations
 
@@ -99,3 +99,54 @@ async def test_without_debounce_each_message_is_answered_at_once(
     async with running(db_dsn, write_flow(tmp_path)) as h:
         assert (await h.post(incoming(504, 1, "Oi"))).json() == {"status": "acted"}
         assert h.query("select count(*) from workflow_bursts") == [(0,)]
+
+
+SPLIT_FLOW = """
+name: campanha
+trigger: {default: true}
+blocks:
+  teste_ab:
+    split:
+      - {weight: 50, next_block: curta, name: a}
+      - {weight: 50, next_block: longa, name: b}
+  curta:
+    message: "Oferta curta"
+  longa:
+    message: "Oferta longa"
+"""
+
+
+async def test_split_arms_are_recorded_per_conversation(db_dsn: str, tmp_path: Path) -> None:
+    """A scripted run of 30 conversations: each arm's interactions (kind split, choice = arm)
+    match the session variables and the messages sent; a second message keeps the arm."""
+    async with running(db_dsn, write_flow(tmp_path, SPLIT_FLOW, "campanha.yaml")) as h:
+        conversations = range(600, 630)
+        for conversation in conversations:
+            await h.post(incoming(conversation, conversation, "Oi"))
+        await h.until(lambda: all(len(h.sent(c)) == 1 for c in conversations))
+        await h.settled()
+        rows = h.query(
+            "select conversation_id, block, choice from workflow_interactions"
+            " where kind = 'split' order by conversation_id"
+        )
+        assert [r[0] for r in rows] == list(conversations)
+        arms = {conversation: arm for conversation, _, arm in rows}
+        assert {block for _, block, _ in rows} == {"teste_ab"}
+        assert set(arms.values()) == {"a", "b"}
+        for conversation, arm in arms.items():
+            expected = "Oferta curta" if arm == "a" else "Oferta longa"
+            assert h.contents(conversation) == [expected]
+        variables = h.query(
+            "select conversation_id, variables->>'teste_ab' from workflow_conversations"
+        )
+        assert dict(variables) == arms
+        per_arm = h.query(
+            "select choice, count(*) from workflow_interactions where kind = 'split'"
+            " group by choice order by choice"
+        )
+        counted = {arm: list(arms.values()).count(arm) for arm in ("a", "b")}
+        assert dict(per_arm) == counted
+        # the flow completed: the next message starts over and takes the same arm again
+        await h.post(incoming(600, 10_000, "Oi de novo"))
+        await h.until(lambda: len(h.sent(600)) == 2)
+        assert h.contents(600)[1] == h.contents(600)[0]
