@@ -1,5 +1,5 @@
 """`hours:` with `open_now`, `split:` blocks and `debounce:`: loading, and the engine with the
-clock and the conversation pinned (bursts end to end: test_bursts.py)."""
+clock and the conversation pinned (bursts end to end: test_flow_features.py)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Bursts (`debounce:`) and A/B splits end to end: webhook, PostgreSQL, timers, fake Chatwoot."""
+"""Bursts (`debounce:`), A/B splits and shared hours end to end: webhook, API, database."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from agentbot.config import Secret, Settings
 from tests.fakes import FakeChatwoot
-from tests.harness import SALES_FLOW, incoming, running, write_flow
+from tests.harness import SALES_FLOW, WEBHOOK_TOKEN, incoming, running, write_flow
 
 pytestmark = pytest.mark.anyio
 
@@ -150,3 +151,38 @@ async def test_split_arms_are_recorded_per_conversation(db_dsn: str, tmp_path: P
         await h.post(incoming(600, 10_000, "Oi de novo"))
         await h.until(lambda: len(h.sent(600)) == 2)
         assert h.contents(600)[1] == h.contents(600)[0]
+
+
+async def test_api_flow_names_shared_hours(db_dsn: str, tmp_path: Path) -> None:
+    """POST /api/workflows resolves `hours: office` from FLOWS_DIR/hours and stores it written
+    out; an unknown name is a 422 naming the file to create."""
+    flows = write_flow(tmp_path)
+    (flows / "hours").mkdir()
+    (flows / "hours" / "office.yaml").write_text("tz: America/Sao_Paulo\nmon-fri: 08:00-18:00\n")
+    settings = Settings(
+        webhook_token=Secret(WEBHOOK_TOKEN), api_token=Secret("api"), flows_dir=flows
+    )
+    auth = {"authorization": "Bearer api"}
+    config = {
+        "trigger": {"keywords": ["plantao"]},
+        "hours": "office",
+        "blocks": {
+            "a": {"conditions": [{"if": "open_now", "next_block": "b"}], "else": "c"},
+            "b": {"message": "Aberto"},
+            "c": {"message": "Fechado"},
+        },
+    }
+    async with running(db_dsn, flows, settings=settings) as h:
+        r = await h.http.post(
+            "/api/workflows", json={"name": "plantao", "config": config}, headers=auth
+        )
+        assert r.status_code == 201, r.text
+        read = (await h.http.get("/api/workflows/plantao", headers=auth)).json()
+        assert read["config"]["hours"] == {"tz": "America/Sao_Paulo", "mon-fri": "08:00-18:00"}
+        r = await h.http.post(
+            "/api/workflows",
+            json={"name": "plantao", "config": {**config, "hours": "weekend"}},
+            headers=auth,
+        )
+        assert r.status_code == 422
+        assert "FLOWS_DIR/hours/weekend.yaml" in r.json()["problems"][0]
