@@ -35,6 +35,9 @@ Decisions where design §6 leaves room:
   same arm. The arm's name is saved as the variable named after the block and listed in
   `Step.splits`, which the shell records in the history.
 - A condition reading `open_now` sees whether `now` falls in the flow's `hours`.
+- A burst of customer messages (the flow's `debounce`, held by the shell) is answered as one
+  event: `burst_answer` picks the last message the flow takes on its own, else joins the texts
+  into one (one miss); `burst_opening` picks the message that starts a new session.
 """
 
 from __future__ import annotations

@@ -118,8 +118,7 @@ blocks:
 
 
 async def test_split_arms_are_recorded_per_conversation(db_dsn: str, tmp_path: Path) -> None:
-    """A scripted run of 30 conversations: each arm's interactions (kind split, choice = arm)
-    match the session variables and the messages sent; a second message keeps the arm."""
+    """30 conversations: split interactions per arm match the sessions and messages; arms stay."""
     async with running(db_dsn, write_flow(tmp_path, SPLIT_FLOW, "campanha.yaml")) as h:
         conversations = range(600, 630)
         for conversation in conversations:
@@ -154,8 +153,7 @@ async def test_split_arms_are_recorded_per_conversation(db_dsn: str, tmp_path: P
 
 
 async def test_api_flow_names_shared_hours(db_dsn: str, tmp_path: Path) -> None:
-    """POST /api/workflows resolves `hours: office` from FLOWS_DIR/hours and stores it written
-    out; an unknown name is a 422 naming the file to create."""
+    """POST /api/workflows writes `hours: office` out from FLOWS_DIR/hours; unknown names: 422."""
     flows = write_flow(tmp_path)
     (flows / "hours").mkdir()
     (flows / "hours" / "office.yaml").write_text("tz: America/Sao_Paulo\nmon-fri: 08:00-18:00\n")
