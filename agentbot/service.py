@@ -167,7 +167,8 @@ class Service:
             if not burst:
                 return Handled(Result.RECORDED)
             row = await tx.latest_session(account_id, conversation_id)
-            handled = await self._step(tx, row, await self._burst_event(tx, row, burst, now), now)
+            event = await self._burst_event(row, burst, now)
+            handled = await self._step(tx, row, event, now)
         log.info("burst.answered", messages=len(burst), result=handled.result.value)
         if handled.actions:
             self.on_commit()
@@ -175,7 +176,6 @@ class Service:
 
     async def _burst_event(
         self,
-        tx: Tx,
         row: SessionRow | None,
         burst: list[CustomerMessage | OptionSubmitted],
         now: datetime,
