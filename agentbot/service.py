@@ -250,6 +250,9 @@ class Service:
 
     async def _notice(self, tx: Tx, row: SessionRow | None, notice: Notice) -> Handled:
         conv = notice.conversation
+        if _humans_step_in(notice) and await tx.drop_burst(conv.account_id, conv.id):
+            # messages held for a debounce are the humans' now: the bot never answers them
+            log.info("burst.dropped", reason="humans stepped in")
         running = row is not None and row.status == Status.ACTIVE
         held = row is not None and row.status == Status.HANDED_OFF
         match notice:
@@ -572,6 +575,16 @@ class Service:
             actions=len(result.actions),
         )
         return Handled(Result.ACTED, len(result.actions), new.flow)
+
+
+def _humans_step_in(notice: Notice) -> bool:
+    """An agent wrote, took the conversation, or it was opened or resolved."""
+    if isinstance(notice, AgentMessage):
+        return True
+    if not isinstance(notice, ConversationChanged):
+        return False
+    status = notice.status_changed and notice.conversation.status in ("open", "resolved")
+    return status or (notice.assigned and notice.assignee_type == "User")
 
 
 def _ask_again(flow: Flow, session: Session, stale: str) -> engine.Step:

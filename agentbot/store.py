@@ -114,6 +114,11 @@ where account_id = %(account_id)s and conversation_id = %(conversation_id)s
   and due_at <= %(now)s
 returning events
 """
+DROP_BURST = """
+delete from workflow_bursts
+where account_id = %(account_id)s and conversation_id = %(conversation_id)s
+returning 1
+"""
 SELECT_DUE_BURSTS = """
 select account_id, conversation_id from workflow_bursts where due_at <= %(now)s
 order by due_at limit %(limit)s
@@ -474,6 +479,13 @@ class Tx:
         )
         row = await cur.fetchone()
         return None if row is None else list(row[0])
+
+    async def drop_burst(self, account_id: int, conversation_id: int) -> bool:
+        """Forget the conversation's held messages; True when there were any."""
+        cur = await self.conn.execute(
+            DROP_BURST, {"account_id": account_id, "conversation_id": conversation_id}
+        )
+        return await cur.fetchone() is not None
 
     async def set_session_status(self, session_id: int, status: str) -> None:
         await self.conn.execute(SET_SESSION_STATUS, {"id": session_id, "status": status})

@@ -9,7 +9,15 @@ import pytest
 
 from agentbot.config import Secret, Settings
 from tests.fakes import FakeChatwoot
-from tests.harness import SALES_FLOW, WEBHOOK_TOKEN, incoming, running, write_flow
+from tests.harness import (
+    SALES_FLOW,
+    WEBHOOK_TOKEN,
+    agent_message,
+    conversation_event,
+    incoming,
+    running,
+    write_flow,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -184,3 +192,23 @@ async def test_api_flow_names_shared_hours(db_dsn: str, tmp_path: Path) -> None:
         )
         assert r.status_code == 422
         assert "FLOWS_DIR/hours/weekend.yaml" in r.json()["problems"][0]
+
+
+async def test_humans_stepping_in_drop_a_held_burst(db_dsn: str, tmp_path: Path) -> None:
+    """An agent's reply or an assignment while messages are held: the bot never answers them."""
+    async with running(db_dsn, write_flow(tmp_path, DEBOUNCED)) as h:
+        await h.post(incoming(520, 1, "Oi"))
+        r = await h.post(agent_message(520, 2, "Oi! Sou a Ana, posso ajudar?"))
+        assert r.json() == {"status": "recorded"}
+        await h.post(incoming(521, 3, "Oi"))
+        assigned = conversation_event(
+            "conversation_updated", 521, "pending", assignee={"id": 3, "name": "Ana"}
+        )
+        assigned["changed_attributes"] = [{"assignee_id": {"previous_value": None}}]
+        assert (await h.post(assigned)).json() == {"status": "recorded"}
+        await h.post(incoming(522, 4, "Oi"))  # a burst nobody touches, to know the timers ran
+        await h.until(lambda: len(h.sent(522)) == 1)
+        await quiet_for(1.2)
+        assert h.sent(520) == []
+        assert h.sent(521) == []
+        assert h.query("select count(*) from workflow_bursts") == [(0,)]
