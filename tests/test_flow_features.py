@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import psycopg
 import pytest
+from psycopg_pool import AsyncConnectionPool
 
+from agentbot import events
+from agentbot.catalog import Catalog
 from agentbot.config import Secret, Settings
+from agentbot.service import Result, Service
+from agentbot.store import Store
 from tests.fakes import FakeChatwoot
 from tests.harness import (
     SALES_FLOW,
@@ -212,3 +219,34 @@ async def test_humans_stepping_in_drop_a_held_burst(db_dsn: str, tmp_path: Path)
         assert h.sent(520) == []
         assert h.sent(521) == []
         assert h.query("select count(*) from workflow_bursts") == [(0,)]
+
+
+async def test_a_burst_is_released_once_on_the_clock(db_dsn: str, tmp_path: Path) -> None:
+    """With the clock pinned: not before the window closes; four replicas at once, one answer."""
+    flows = write_flow(tmp_path, DEBOUNCED.replace("debounce: 1s", "debounce: 2s"))
+    t0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+    async with AsyncConnectionPool(db_dsn, min_size=1, open=False) as pool:
+        store = Store(pool)
+        replicas = [Service(store, Catalog(store)) for _ in range(4)]
+        for replica in replicas:
+            await replica.catalog.sync_files(flows)
+        for i, text in enumerate(["Oi", "tudo bem?", "alô"]):
+            payload = incoming(530, 100 + i, text)
+            event = events.parse(payload)
+            assert isinstance(event, events.CustomerMessage)
+            now = t0 + timedelta(milliseconds=40 * i)
+            handled = await replicas[0].handle(
+                event, event_name="message_created", delivery_id=None, now=now, payload=payload
+            )
+            assert handled.result is Result.HELD
+        # the window counts from the last message (t0 + 80 ms): closed at t0 + 2.08 s
+        early = await replicas[1].release_burst(1, 530, t0 + timedelta(seconds=2))
+        assert early.result is Result.QUIET
+        assert await store.due_bursts(t0 + timedelta(seconds=2)) == []
+        due = t0 + timedelta(seconds=2.1)
+        assert await store.due_bursts(due) == [(1, 530)]
+        results = await asyncio.gather(*(r.release_burst(1, 530, due) for r in replicas))
+        assert sorted(r.result.value for r in results) == ["acted", "quiet", "quiet", "quiet"]
+    with psycopg.connect(db_dsn) as conn:
+        rows = conn.execute("select action->>'text' from workflow_outbox").fetchall()
+    assert rows == [(GREETING,)]
