@@ -7,6 +7,7 @@ Every route needs `Authorization: Bearer <WORKFLOWS_API_TOKEN>`; every error is 
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 from collections.abc import Callable, Mapping
@@ -18,8 +19,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from agentbot import engine, events
+from agentbot.catalog import read_shared_hours
 from agentbot.chatwoot import ChatwootClient
-from agentbot.config import Secret
+from agentbot.config import Secret, Settings
 from agentbot.errors import ChatwootRejected, ChatwootUnavailable, FlowError
 from agentbot.flows import Flow
 from agentbot.loader import flow_from_definition, parse_flow
@@ -37,6 +39,7 @@ class ApiState(TypedDict):
     api_token: Secret
     clock: Callable[[], datetime]
     user_token: bool  # CHATWOOT_USER_TOKEN is set: flows may save contact attributes
+    settings: Settings
 
 
 def error(status: int, code: str, message: str) -> JSONResponse:
@@ -272,13 +275,17 @@ async def store_workflow(request: Request) -> Response:
     if len(body) > MAX_FLOW_BODY:
         return error(413, "too_large", f"a flow is at most {MAX_FLOW_BODY} bytes")
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    # a flow may name shared business hours (`hours: office`): FLOWS_DIR/hours/office.yaml
+    shared, _ = await asyncio.to_thread(read_shared_hours, state["settings"].flows_dir)
     try:
         if kind in YAML_TYPES:
-            flow = parse_flow(body.decode("utf-8", errors="replace"), "<request>")
+            flow = parse_flow(
+                body.decode("utf-8", errors="replace"), "<request>", shared_hours=shared
+            )
             if "name" not in flow.definition:
                 return error(422, "invalid", "the YAML needs a `name:` (there is no file name)")
         else:
-            flow_or_error = _flow_from_json(body)
+            flow_or_error = _flow_from_json(body, shared)
             if isinstance(flow_or_error, Response):
                 return flow_or_error
             flow = flow_or_error
@@ -300,7 +307,7 @@ async def store_workflow(request: Request) -> Response:
     )
 
 
-def _flow_from_json(body: bytes) -> Flow | Response:
+def _flow_from_json(body: bytes, shared: Mapping[str, Any]) -> Flow | Response:
     try:
         data = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -318,4 +325,4 @@ def _flow_from_json(body: bytes) -> Flow | Response:
     if config.get("name", name) != name:
         return error(422, "invalid", f"name '{name}' and config.name '{config['name']}' differ")
     config["name"] = name
-    return flow_from_definition(config, name=name, file="<request>")
+    return flow_from_definition(config, name=name, file="<request>", shared_hours=shared)

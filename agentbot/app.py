@@ -27,7 +27,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from agentbot import api, events
+from agentbot import api, events, metrics
 from agentbot.catalog import Catalog
 from agentbot.chatwoot import ChatwootClient
 from agentbot.config import Secret, Settings
@@ -56,6 +56,7 @@ class State(TypedDict):
     api_token: Secret
     clock: Callable[[], datetime]
     user_token: bool
+    metrics: metrics.Metrics
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +138,7 @@ async def webhook(request: Request) -> Response:
     service = state["service"]
     if isinstance(parsed, events.CustomerMessage | events.OptionSubmitted):
         handled = await service.handle(
-            parsed, event_name=event_name, delivery_id=delivery_id, now=clock()
+            parsed, event_name=event_name, delivery_id=delivery_id, now=clock(), payload=payload
         )
     elif isinstance(parsed, events.WidgetOpened):
         handled = await service.widget_opened(
@@ -180,6 +181,20 @@ def _counts(counts: Counter[tuple[str, str]]) -> dict[str, dict[str, int]]:
     for (event, result), n in sorted(counts.items()):
         table.setdefault(event, {})[result] = n
     return table
+
+
+async def metrics_endpoint(request: Request) -> Response:
+    state = _state(request)
+    refused = metrics.authorized(state["settings"].metrics_token, request)
+    if refused is not None:
+        if refused.status_code == 401:
+            log.warning("metrics.unauthorized")
+        return refused
+    outbox_rows, session_rows = await state["store"].metrics_rows(
+        metrics.OUTBOX_COUNTS, metrics.SESSION_COUNTS
+    )
+    snapshot = metrics.snapshot_from_rows(outbox_rows, session_rows)
+    return metrics.response(state["metrics"].render(snapshot))
 
 
 async def on_store_error(request: Request, exc: Exception) -> Response:
@@ -249,6 +264,8 @@ def create_app(
                     "the outbox until they are",
                 )
             service = Service(store, catalog)
+            counts: Counter[tuple[str, str]] = Counter()
+            figures = metrics.Metrics(counts)
             outbox = Outbox(
                 store,
                 client,
@@ -259,6 +276,7 @@ def create_app(
                 on_reply=lambda tx, row, reply: service.resume(
                     tx, row.account_id, row.conversation_id, reply, clock()
                 ),
+                on_sent=figures.delivered,
             )
             service.on_commit = outbox.wake
             timers = Timers(service, clock=clock, interval=timer_interval)
@@ -266,7 +284,7 @@ def create_app(
             tasks.append(asyncio.create_task(timers.run(), name="agentbot-timers"))
             tasks.append(asyncio.create_task(refresh_flows(catalog), name="agentbot-flows"))
             yield State(
-                counts=Counter(),
+                counts=counts,
                 service=service,
                 store=store,
                 outbox=outbox,
@@ -276,6 +294,7 @@ def create_app(
                 api_token=await api_token(settings, store),
                 clock=clock,
                 user_token=settings.chatwoot_user_token is not None,
+                metrics=figures,
             )
         finally:
             for task in tasks:
@@ -290,6 +309,7 @@ def create_app(
         routes=[
             Route("/webhooks/chatwoot", webhook, methods=["POST"]),
             Route("/health", health, methods=["GET"]),
+            Route("/metrics", metrics_endpoint, methods=["GET"]),
             Route("/api/workflow/start", api.start_workflow, methods=["POST"]),
             Route("/api/conversation/{conversation_id:int}", api.conversation, methods=["GET"]),
             Route("/api/workflows", api.list_workflows, methods=["GET"]),

@@ -8,17 +8,48 @@ database on demand and cached.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import structlog
 
 from agentbot.errors import FlowError
 from agentbot.flowchecks import check_flow_set
 from agentbot.flows import Flow, flow_uses_contact_attributes
+from agentbot.hours import parse_hours
 from agentbot.loader import flow_from_definition, parse_flow
 from agentbot.store import Store
-from agentbot.validation import Problem
+from agentbot.validation import Problem, line_at, read_document
 
 log = structlog.get_logger("agentbot.catalog")
+
+HOURS_DIR = "hours"  # FLOWS_DIR/hours/<name>.yaml: business hours flows name (`hours: <name>`)
+
+
+def read_shared_hours(directory: Path) -> tuple[dict[str, Any], list[Problem]]:
+    """The business hours the flows of `directory` may name, read from `directory/hours/*.yaml`
+    (the name is the file's stem), and the problems of those files."""
+    folder = directory / HOURS_DIR
+    found: dict[str, Any] = {}
+    problems: list[Problem] = []
+    if not folder.is_dir():
+        return found, problems
+    for file in sorted(p for p in folder.iterdir() if p.suffix in (".yaml", ".yml")):
+        try:
+            document = read_document(file.read_text(encoding="utf-8"), str(file))
+        except (OSError, UnicodeDecodeError) as exc:
+            problems.append(Problem(str(file), 0, "(file)", f"cannot read: {exc}"))
+            continue
+        except FlowError as exc:
+            problems.extend(exc.problems)
+            continue
+        hours, wrong = parse_hours(document.data)
+        problems.extend(
+            Problem(str(file), line_at(document.lines, key), key or "(root)", message)
+            for key, message in wrong
+        )
+        if hours is not None:
+            found[file.stem] = document.data
+    return found, problems
 
 
 def load_flow_files(paths: list[Path], *, user_token: bool = True) -> list[tuple[str, Flow]]:
@@ -37,14 +68,18 @@ def load_flow_files(paths: list[Path], *, user_token: bool = True) -> list[tuple
         else:
             problems.append(Problem(str(path), 0, "(file)", "no such file or directory"))
     flows: list[tuple[str, Flow]] = []
+    shared: dict[Path, dict[str, Any]] = {}
     for file in files:
+        if file.parent not in shared:
+            shared[file.parent], wrong = read_shared_hours(file.parent)
+            problems.extend(wrong)
         try:
             text = file.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             problems.append(Problem(str(file), 0, "(file)", f"cannot read: {exc}"))
             continue
         try:
-            flows.append((str(file), parse_flow(text, str(file))))
+            flows.append((str(file), parse_flow(text, str(file), shared_hours=shared[file.parent])))
         except FlowError as exc:
             problems.extend(exc.problems)
     problems.extend(check_flow_set(flows))

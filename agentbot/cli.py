@@ -18,7 +18,7 @@ from pathlib import Path
 import structlog
 
 from agentbot import logs
-from agentbot.catalog import load_flow_files
+from agentbot.catalog import load_flow_files, read_shared_hours
 from agentbot.config import Settings
 from agentbot.database import Database, open_database
 from agentbot.doctor import DoctorOptions, doctor_command
@@ -78,6 +78,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="REPLY",
         help="answer every webhook call so instead of asking: JSON (status 200), "
         "'STATUS [JSON]' or 'error [TEXT]'",
+    )
+    simulate.add_argument(
+        "--now",
+        metavar="MOMENT",
+        help="the clock at the start, with its offset, e.g. 2026-12-01T09:00:00-03:00 "
+        "(default: the current time); business hours are judged at it",
     )
     graph = commands.add_parser("graph", help="print a flow as a Mermaid flowchart")
     graph.add_argument("flow", help="a flow's name in FLOWS_DIR, or its file")
@@ -156,6 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 name=args.name,
                 channel=args.channel,
                 webhook_reply=args.webhook_reply,
+                now=args.now,
             )
         if args.command == "graph":
             print(mermaid(find_flow(args.flow, settings.flows_dir)), end="")
@@ -215,7 +222,9 @@ def _parsable(paths: list[Path]) -> list[tuple[str, Flow]]:
     flows: list[tuple[str, Flow]] = []
     for file in _yaml_files(paths):
         try:
-            flows.append((str(file), parse_flow(file.read_text(encoding="utf-8"), str(file))))
+            text = file.read_text(encoding="utf-8")
+            shared, _ = read_shared_hours(file.parent)
+            flows.append((str(file), parse_flow(text, str(file), shared_hours=shared)))
         except (FlowError, OSError, UnicodeDecodeError):
             continue  # load_flow_files reports it
     return flows
@@ -300,7 +309,13 @@ def _named_flow(catalog: dict[str, Flow], suite: Suite, flows_dir: Path) -> Flow
 
 
 def simulate_command(
-    flow: Flow, *, variables: list[str], name: str, channel: str, webhook_reply: str | None
+    flow: Flow,
+    *,
+    variables: list[str],
+    name: str,
+    channel: str,
+    webhook_reply: str | None,
+    now: str | None = None,
 ) -> int:
     try:
         seeded = dict(parse_variable(item) for item in variables)
@@ -308,7 +323,7 @@ def simulate_command(
         raise AgentbotError(str(exc)) from exc
     simulation = Simulation(
         flow=flow,
-        now=datetime.now(UTC),
+        now=datetime.now(UTC) if now is None else parse_moment(now),
         out=sys.stdout,
         variables=seeded or None,
         contact=Contact(id=1, name=name),
@@ -316,6 +331,19 @@ def simulate_command(
         webhook_reply=parse_reply(webhook_reply) if webhook_reply is not None else None,
     )
     return simulation.run(iter(sys.stdin), prompt=sys.stdin.isatty())
+
+
+def parse_moment(text: str) -> datetime:
+    """`--now`: an ISO moment with its offset (`Z` for UTC)."""
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise AgentbotError(
+            f"--now '{text}' is not a moment with its offset: write e.g. 2026-12-01T09:00:00-03:00"
+        )
+    return moment
 
 
 async def migrate_command(settings: Settings) -> int:

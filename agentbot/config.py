@@ -64,6 +64,7 @@ class Settings:
     host: str = "0.0.0.0"
     port: int = 3001
     api_token: Secret | None = None
+    metrics_token: Secret | None = None  # None: /metrics is off
     flows_dir: Path = Path("flows")
     log_level: str = "info"
     log_format: str | None = None  # None: console on a terminal, json otherwise
@@ -96,6 +97,7 @@ class Settings:
             host=get.text("WORKFLOWS_HOST") or "0.0.0.0",
             port=get.port("WORKFLOWS_PORT", 3001),
             api_token=get.secret("WORKFLOWS_API_TOKEN"),
+            metrics_token=get.secret("METRICS_TOKEN"),
             flows_dir=Path(get.text("FLOWS_DIR") or "flows"),
             log_level=get.choice("LOG_LEVEL", LOG_LEVELS) or "info",
             log_format=get.choice("LOG_FORMAT", LOG_FORMATS),

@@ -30,6 +30,14 @@ Decisions where design §6 leaves room:
   is not yet due by `now`, or whose deadline is gone, is ignored, so the shell may deliver one
   late or twice.
 - A restart word clears the variables (initial data included) and enters the start block.
+- A `split:` block goes on at once to one arm, picked from the flow, the block and the Chatwoot
+  conversation (account and id, from the session's context), so a conversation always takes the
+  same arm. The arm's name is saved as the variable named after the block and listed in
+  `Step.splits`, which the shell records in the history.
+- A condition reading `open_now` sees whether `now` falls in the flow's `hours`.
+- A burst of customer messages (the flow's `debounce`, held by the shell) is answered as one
+  event: `burst_answer` picks the last message the flow takes on its own, else joins the texts
+  into one (one miss); `burst_opening` picks the message that starts a new session.
 """
 
 from __future__ import annotations
@@ -45,7 +53,9 @@ from urllib.parse import quote
 from agentbot.answers import DEFAULT_ERRORS, parse_answer
 from agentbot.events import Contact, Conversation, CustomerMessage, OptionSubmitted
 from agentbot.expressions import holds, to_text
-from agentbot.flows import Block, Button, Flow, captured_variables, normalize
+from agentbot.flows import OPEN_NOW, Block, Button, Flow, captured_variables, normalize
+from agentbot.hours import is_open
+from agentbot.splits import pick, split_key
 from agentbot.templates import render, render_value
 
 MAX_MISSES = 2  # design §7: the second unmatched reply hands off
@@ -226,6 +236,8 @@ class Step:
     outcome: Outcome
     block: str | None  # the block the event answered (None for a start)
     choice: str | None = None  # the chosen button's value
+    # (block, arm name) of each `split:` passed while handling the event, for the history
+    splits: tuple[tuple[str, str], ...] = ()
 
 
 def choose_flow(flows: Sequence[Flow], inbox_id: int | None, text: str) -> Flow | None:
@@ -318,6 +330,41 @@ def step(flow: Flow, session: Session | None, event: Input, now: datetime) -> St
     if isinstance(event, TimerFired):
         return _on_timer(flow, session, event, now)
     return _on_message(flow, session, event, now)
+
+
+def burst_answer(
+    flow: Flow,
+    session: Session | None,
+    burst: Sequence[CustomerMessage | OptionSubmitted],
+    now: datetime,
+) -> CustomerMessage | OptionSubmitted:
+    """The one event a burst of customer messages (a flow's `debounce`) is answered as.
+
+    The last message the flow takes on its own (a button, an accepted answer, a global word, a
+    start) wins; when it takes none, all the texts as one message, so that the customer hears
+    one "not understood" rather than one per message. `burst` is never empty.
+    """
+    for event in reversed(burst):
+        if step(flow, session, event, now).outcome is not Outcome.MISSED:
+            return event
+    last = burst[-1]
+    text = "\n".join(_text(event) for event in burst)
+    return CustomerMessage(last.conversation, last.contact, last.message_id, text)
+
+
+def burst_opening(
+    flows: Sequence[Flow],
+    inbox_id: int | None,
+    burst: Sequence[CustomerMessage | OptionSubmitted],
+) -> CustomerMessage | OptionSubmitted:
+    """The message of a burst that opens a new session: the first that is a flow's trigger
+    keyword ("Oi", "suporte" starts the support flow), else the first. `burst` is never empty."""
+    for event in burst:
+        said = normalize(_text(event))
+        chosen = choose_flow(flows, inbox_id, said)
+        if chosen is not None and said in _words(chosen.trigger.keywords):
+            return event
+    return burst[0]
 
 
 def options(block: Block) -> tuple[Option, ...]:
@@ -451,17 +498,40 @@ def _on_timer(flow: Flow, session: Session | None, event: TimerFired, now: datet
 class _Turn:
     """The actions decided while handling one event, and the moves that decide them."""
 
-    __slots__ = ("actions", "flow", "now")
+    __slots__ = ("actions", "flow", "now", "splits")
 
     def __init__(self, flow: Flow, now: datetime) -> None:
         self.flow = flow
         self.now = now
         self.actions: list[Action] = []
+        self.splits: list[tuple[str, str]] = []
 
     def step(
         self, session: Session, outcome: Outcome, block: str | None, choice: str | None = None
     ) -> Step:
-        return Step(session, tuple(self.actions), outcome, block, choice)
+        return Step(session, tuple(self.actions), outcome, block, choice, tuple(self.splits))
+
+    def route(self, session: Session, block: Block) -> tuple[Session, str | None]:
+        """Where a done block leads: its first condition that holds, its split's arm (saved as
+        the variable named after the block), `else`, `next_block`, or None (the flow ends).
+
+        Conditions also see `open_now` when the flow has business hours, judged at `now`.
+        """
+        names = scope(session)
+        if self.flow.hours is not None:
+            names[OPEN_NOW] = is_open(self.flow.hours, self.now)
+        for condition in block.conditions:
+            if holds(condition.test, names):
+                return session, condition.next_block
+        if block.split:
+            conversation = session.context.get("conversation")
+            where = conversation if isinstance(conversation, Mapping) else {}
+            key = split_key(self.flow.name, block.id, where.get("account_id"), where.get("id"))
+            arm = block.split[pick([a.weight for a in block.split], key)]
+            self.splits.append((block.id, arm.name))
+            session = replace(session, variables={**session.variables, block.id: arm.name})
+            return session, arm.next_block
+        return session, block.else_block or block.next_block
 
     def say(self, text: str, block: str) -> None:
         self.actions.append(SendText(text, block))
@@ -503,7 +573,7 @@ class _Turn:
                 )
                 deadline = self.now + block.timeout.after if block.timeout is not None else None
                 return replace(session, waiting=waiting, timeout_at=deadline)
-            target = _route(block, scope(session))
+            session, target = self.route(session, block)
             if target is None:
                 return _stop(session, Status.COMPLETED)
             block_id = target
@@ -557,7 +627,7 @@ class _Turn:
 
     def done(self, session: Session, block: Block) -> Session:
         """The block is done: follow its first true condition, else, next_block, or end."""
-        target = _route(block, scope(session))
+        session, target = self.route(session, block)
         if target is None:
             return _stop(session, Status.COMPLETED)
         return self.enter(session, target)
@@ -600,13 +670,6 @@ class _Turn:
         else:
             self.say(text, block.id)
         return self.step(replace(session, misses=misses), Outcome.MISSED, block.id)
-
-
-def _route(block: Block, names: Mapping[str, Any]) -> str | None:
-    for condition in block.conditions:
-        if holds(condition.test, names):
-            return condition.next_block
-    return block.else_block or block.next_block
 
 
 def _new_session(

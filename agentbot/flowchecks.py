@@ -87,6 +87,7 @@ def _shared_scope(inboxes: tuple[int, ...], others: tuple[int, ...]) -> str | No
 def _routes(block: Block) -> list[tuple[str, str]]:
     """(field, target) of each way out of a block once it is done, in the order they are tried."""
     routes = [(f"conditions[{i}].next_block", c.next_block) for i, c in enumerate(block.conditions)]
+    routes += [(f"split[{i}].next_block", arm.next_block) for i, arm in enumerate(block.split)]
     if block.else_block is not None:
         routes.append(("else", block.else_block))
     if block.next_block is not None:

@@ -18,8 +18,10 @@ from typing import Any, Literal
 
 from agentbot.answers import InputType
 from agentbot.expressions import Expression
+from agentbot.hours import Hours
 from agentbot.templates import Template
 
+OPEN_NOW = "open_now"  # the condition name that tests the flow's business hours
 DEFAULT_HANDOFF_WORDS: tuple[str, ...] = ("atendente", "humano", "agent")
 DEFAULT_RESTART_WORDS: tuple[str, ...] = ("menu", "reiniciar", "restart")
 DEFAULT_RETRY_MESSAGE = "Não entendi. Por favor, escolha uma das opções:"
@@ -100,6 +102,15 @@ class EndSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class Arm:
+    """One way out of a `split:` block: conversations take it in proportion to `weight`."""
+
+    weight: int
+    next_block: str
+    name: str  # recorded on the session and in the history; default: the next_block
+
+
+@dataclass(frozen=True, slots=True)
 class TimeoutSpec:
     after: timedelta
     next_block: str
@@ -121,6 +132,7 @@ class Block:
     webhook: WebhookSpec | None = None
     end: EndSpec | None = None
     timeout: TimeoutSpec | None = None
+    split: tuple[Arm, ...] = ()  # an A/B split: the arm is chosen from the conversation
 
     @property
     def terminal(self) -> bool:
@@ -180,6 +192,9 @@ class Flow:
     fallback: str | None = None  # where a customer goes after too many misses; None: hand off
     inactivity: Inactivity | None = None
     template: WhatsAppTemplate | None = None
+    hours: Hours | None = None  # business hours: conditions may test `open_now`
+    # customer messages arriving this close together are answered as one (None: each at once)
+    debounce: timedelta | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,10 +250,12 @@ def flow_uses_contact_attributes(flow: Flow) -> bool:
 def exits(block: Block) -> tuple[tuple[str, str], ...]:
     """(label, target) of every way out of a block, for graphs and reachability.
 
-    Labels: a button's text, a condition's `if`, `else`, `next`, `timeout` and `error`.
+    Labels: a button's text, a condition's `if`, a split arm's name, `else`, `next`, `timeout`
+    and `error`.
     """
     found = [(button.text, button.next_block) for button in block.buttons if button.next_block]
     found += [(condition.source, condition.next_block) for condition in block.conditions]
+    found += [(arm.name, arm.next_block) for arm in block.split]
     if block.else_block is not None:
         found.append(("else", block.else_block))
     if block.next_block is not None:

@@ -3,7 +3,8 @@
 This module does no I/O: no files, no network, no database, no clock, no logging. The shell
 (`cli.py`) reads the test files and finds the flows; here a test file's text becomes a `Suite`
 (every problem in it reported at once, `file:line: path: message`), and each of its cases runs
-in a `Sandbox` (sandbox.py) on a fixed clock that starts at 2026-01-01T12:00:00Z.
+in a `Sandbox` (sandbox.py) on a fixed clock that starts at 2026-01-01T12:00:00Z (or the `now:`
+the test gives).
 
 A test file::
 
@@ -24,7 +25,9 @@ Settings, at the top for every test and in a test for that test only: `contact` 
 `web_widget`, `telegram`, `facebook`, `line`, `api`, `sms`, `email`, `instagram`, `twilio`, or a
 `Channel::…` name), `inbox_id` (default 1), `conversation` (`custom_attributes`, `labels`) and
 `initial_data` (a mapping: the flow starts at once, as `POST /api/workflow/start` starts it, with
-these variables; without it the first `user:` step starts the flow, whatever its text).
+these variables; without it the first `user:` step starts the flow, whatever its text), `now`
+(the clock at the start, with its offset: `2026-12-01T09:00:00-03:00`, for business hours) and
+`conversation_id` (default 1: the Chatwoot conversation, from which an A/B split picks its arm).
 
 Steps, each a mapping with one key, run in order; a test stops at its first failing step.
 Events (each one starts a new *turn*: what the bot does in answer to it):
@@ -92,7 +95,15 @@ from agentbot.validation import (
 
 START = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
-SETTING_KEYS = ("contact", "channel", "inbox_id", "conversation", "initial_data")
+SETTING_KEYS = (
+    "contact",
+    "channel",
+    "inbox_id",
+    "conversation",
+    "initial_data",
+    "now",
+    "conversation_id",
+)
 FILE_KEYS = ("flow", *SETTING_KEYS, "tests")
 CASE_KEYS = ("name", *SETTING_KEYS, "steps")
 CONTACT_KEYS = ("id", "name", "phone_number", "email", "identifier", "custom_attributes")
@@ -145,6 +156,8 @@ class Setup:
     conversation_attributes: Mapping[str, Any] = field(default_factory=dict)
     labels: tuple[str, ...] = ()
     initial_data: Mapping[str, Any] | None = None
+    now: datetime = START  # the clock at the test's start (`wait` moves it on)
+    conversation_id: int = 1  # the Chatwoot conversation (an A/B split picks its arm from it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,7 +308,31 @@ def _setup(data: Mapping[str, Any], path: str, base: Setup, report: Report) -> S
     if "initial_data" in data:
         initial = _mapping(data["initial_data"], at("initial_data"), report)
         setup = replace(setup, initial_data=initial)
+    if "now" in data:
+        setup = replace(setup, now=_moment(data["now"], at("now"), report))
+    if "conversation_id" in data:
+        number = _integer(data["conversation_id"], at("conversation_id"), report)
+        setup = replace(setup, conversation_id=number)
     return setup
+
+
+def _moment(value: object, path: str, report: Report) -> datetime:
+    """A moment with its UTC offset: `2026-12-01T09:00:00-03:00` (the file's timestamps are
+    read back as ISO text)."""
+    moment: datetime | None = None
+    if isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value.strip())
+        except ValueError:
+            moment = None
+    if moment is None or moment.tzinfo is None:
+        report.add(
+            path,
+            f"expected a moment with its offset, like 2026-12-01T09:00:00-03:00, got "
+            f"{describe(value)}",
+        )
+        return START
+    return moment
 
 
 def _case(item: object, index: int, defaults: Setup, report: Report) -> Case | None:
@@ -504,14 +541,14 @@ class _Run:
         contact = setup.contact
         conversation = Conversation(
             account_id=1,
-            id=1,
+            id=setup.conversation_id,
             inbox_id=setup.inbox_id,
             status="pending",
             channel=setup.channel,
             labels=setup.labels,
             custom_attributes=dict(setup.conversation_attributes),
         )
-        self.sandbox = Sandbox(flow, START, contact=contact, conversation=conversation)
+        self.sandbox = Sandbox(flow, setup.now, contact=contact, conversation=conversation)
         self.turn: list[Said] = []
         self.cursor = 0
         if setup.initial_data is not None:

@@ -46,10 +46,10 @@ def mermaid(flow: Flow) -> str:
     for block in flow.blocks.values():
         lines.append(INDENT + _node(ids[block.id], block))
     for block in flow.blocks.values():
-        # exits() lists buttons, then conditions, then else/next/timeout/error: a button titled
-        # "next" is still a button
+        # exits() lists buttons, then conditions, then split arms, then else/next/timeout/error:
+        # a button titled "next" is still a button
         chosen = sum(1 for button in block.buttons if button.next_block is not None)
-        labelled = chosen + len(block.conditions)
+        labelled = chosen + len(block.conditions) + len(block.split)
         for i, (label, target) in enumerate(exits(block)):
             kind = "label" if i < labelled else label
             lines.append(INDENT + _edge(ids[block.id], ids[target], kind, label, block))

@@ -11,14 +11,28 @@ time. Cycles of blocks that never wait are found by flowchecks.py.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import date, timedelta
 from pathlib import PurePosixPath
+from types import MappingProxyType
 from typing import Any
 
 from agentbot import validation as check
 from agentbot.answers import InputType
 from agentbot.errors import FlowError
-from agentbot.expressions import KEYWORDS, Expression, ExpressionError, parse_expression
+from agentbot.expressions import (
+    KEYWORDS,
+    And,
+    Compare,
+    Exists,
+    Expression,
+    ExpressionError,
+    ListOf,
+    Not,
+    Or,
+    Path,
+    parse_expression,
+)
 from agentbot.flowchecks import loops
 from agentbot.flows import (
     DEFAULT_HANDOFF_MESSAGE,
@@ -33,6 +47,8 @@ from agentbot.flows import (
     MAX_REPLY_BUTTONS,
     MAX_VALUE_BYTES,
     MAX_WEBHOOK_TIMEOUT,
+    OPEN_NOW,
+    Arm,
     Block,
     Button,
     Condition,
@@ -52,6 +68,7 @@ from agentbot.flows import (
     normalize,
     slugify,
 )
+from agentbot.hours import Hours, parse_hours
 from agentbot.templates import Template, TemplateError, parse_template
 
 TOP_KEYS = (
@@ -65,6 +82,8 @@ TOP_KEYS = (
     "fallback",
     "inactivity",
     "template",
+    "hours",
+    "debounce",
 )
 TEMPLATE_KEYS = ("name", "language", "category", "params")
 TRIGGER_KEYS = ("default", "keywords", "inboxes", "widget")
@@ -86,6 +105,7 @@ BLOCK_KEYS = (
     "handoff",
     "end",
     "timeout",
+    "split",
 )
 BUTTON_KEYS = ("text", "value", "next_block", "tag", "tags")
 INPUT_KEYS = ("save_as", "type", "pattern", "error_message", "retries")
@@ -94,17 +114,21 @@ WEBHOOK_KEYS = ("url", "method", "headers", "body", "timeout", "save_as", "on_er
 HANDOFF_KEYS = ("team_id", "assignee_id", "note")
 END_KEYS = ("resolve",)
 TIMEOUT_KEYS = ("after", "next_block")
+ARM_KEYS = ("weight", "next_block", "name")
+MAX_DEBOUNCE = timedelta(seconds=60)  # longer, and the customer waits too long for any answer
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 IDEMPOTENT_METHODS = frozenset({"GET", "PUT", "DELETE"})  # retried by default
 # The keys that make a block do something; `handoff` and `end` count only when true.
 ACTION_KEYS = frozenset(
     {"message", "buttons", "next_block", "tag", "tags", "input", "set", "conditions", "else"}
-    | {"webhook"}
+    | {"webhook", "split"}
 )
 # Keys with no effect in a block that hands off or ends: nothing comes after it.
-AFTER_KEYS = ("buttons", "input", "next_block", "conditions", "else", "timeout")
+AFTER_KEYS = ("buttons", "input", "next_block", "conditions", "else", "timeout", "split")
+# Keys a `split:` block cannot have: the split alone decides where it goes, at once.
+NOT_WITH_SPLIT = ("buttons", "input", "webhook", "conditions", "else", "next_block")
 # Names the templates and conditions give their own meaning (the contact, the conversation).
-RESERVED_NAMES = frozenset({"nome", "contact", "conversation"}) | KEYWORDS
+RESERVED_NAMES = frozenset({"nome", "contact", "conversation", OPEN_NOW}) | KEYWORDS
 
 # Chatwoot labels are lowercase letters, digits, `-` and `_`.
 LABEL = re.compile(r"[\w-]+")
@@ -112,15 +136,26 @@ VARIABLE = re.compile(r"[^\W\d]\w*")
 ATTRIBUTE = re.compile(r"(contact|conversation)\.custom_attributes\.(\w+)")
 HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 URL_ORIGIN = re.compile(r"(https?)://([^/?#]+)", re.IGNORECASE)
+_NONE: Mapping[str, Any] = MappingProxyType({})
 
 
-def parse_flow(text: str, filename: str) -> Flow:
-    """Parse and validate one flow file; raise `FlowError` naming every problem in it."""
+def parse_flow(text: str, filename: str, *, shared_hours: Mapping[str, Any] = _NONE) -> Flow:
+    """Parse and validate one flow file; raise `FlowError` naming every problem in it.
+
+    `shared_hours` maps a name to the hours a flow may name (`hours: office`); the shell reads
+    them from FLOWS_DIR/hours/*.yaml.
+    """
     document = check.read_document(text, filename)
     lines = document.lines
     report = check.Report(filename, lambda path: check.line_at(lines, path))
     report.problems.extend(document.repeats)
-    flow = _build(document.data, report, default_name=PurePosixPath(filename).stem, lines=lines)
+    flow = _build(
+        document.data,
+        report,
+        default_name=PurePosixPath(filename).stem,
+        lines=lines,
+        shared_hours=shared_hours,
+    )
     if flow is None:
         # sorted by line so the problems read in file order; sort is stable within a line
         raise FlowError(sorted(report.problems, key=lambda p: p.line))
@@ -128,7 +163,11 @@ def parse_flow(text: str, filename: str) -> Flow:
 
 
 def flow_from_definition(
-    definition: Mapping[str, Any], *, name: str, file: str = "<database>"
+    definition: Mapping[str, Any],
+    *,
+    name: str,
+    file: str = "<database>",
+    shared_hours: Mapping[str, Any] = _NONE,
 ) -> Flow:
     """Validate and build a flow already parsed (a version stored in the database).
 
@@ -136,7 +175,7 @@ def flow_from_definition(
     Problems carry line 0, since there is no file to point into.
     """
     report = check.Report(file, lambda path: 0)
-    flow = _build(definition, report, default_name=name, lines={})
+    flow = _build(definition, report, default_name=name, lines={}, shared_hours=shared_hours)
     if flow is None:
         raise FlowError(report.problems)
     return flow
@@ -344,6 +383,7 @@ def _block(block_id: str, raw: object, ids: Sequence[str], report: check.Report)
         webhook=_webhook(raw, path, ids, report),
         end=None if end is None else EndSpec(check.flag(end, "resolve", f"{path}.end", report)),
         timeout=_timeout(raw, path, ids, report),
+        split=_split(raw, path, ids, report),
     )
     _check_shape(raw, block, path, report)
     # `handoff: "yes"` is already reported as a wrong type; an unknown key is likely a typo
@@ -373,6 +413,14 @@ def _check_shape(raw: Mapping[str, Any], block: Block, path: str, report: check.
                 message = f"{key} is never used: the block {what} right after the call"
                 report.add(f"{path}.webhook.{key}", message)
         return
+    if "split" in raw:
+        for key in NOT_WITH_SPLIT:
+            if key in raw:
+                report.add(
+                    f"{path}.{key}",
+                    f"a split block goes on at once to the arm it picks: move {key} to a block "
+                    "of its own",
+                )
     asks = "buttons" in raw or "input" in raw
     if "webhook" in raw and asks:
         report.add(
@@ -746,7 +794,12 @@ def _blocks(definition: Mapping[str, Any], report: check.Report) -> dict[str, Bl
 
 
 def _build(
-    definition: object, report: check.Report, *, default_name: str, lines: Mapping[str, int]
+    definition: object,
+    report: check.Report,
+    *,
+    default_name: str,
+    lines: Mapping[str, int],
+    shared_hours: Mapping[str, Any],
 ) -> Flow | None:
     """The flow `definition` describes, or None when `report` holds any problem."""
     if not isinstance(definition, Mapping):
@@ -787,6 +840,10 @@ def _build(
     fallback = _reference(definition, "fallback", "", ids, report)
     inactivity = _inactivity(definition, report)
     template = _whatsapp_template(definition, report)
+    hours, definition = _hours(definition, report, shared_hours)
+    if hours is None:
+        _open_now_needs_hours(blocks, report)
+    debounce = _debounce(definition, report)
     if report.problems:
         return None
     return Flow(
@@ -803,4 +860,117 @@ def _build(
         fallback=fallback,
         inactivity=inactivity,
         template=template,
+        hours=hours,
+        debounce=debounce,
     )
+
+
+def _split(
+    block: Mapping[str, Any], path: str, ids: Sequence[str], report: check.Report
+) -> tuple[Arm, ...]:
+    items = check.list_at(block, "split", path, "arms ({weight, next_block})", report)
+    if items is None:
+        return ()
+    if len(items) < 2:
+        report.add(f"{path}.split", "a split needs at least two arms")
+        return ()
+    arms: list[Arm] = []
+    names: set[str] = set()
+    for i, item in enumerate(items):
+        item_path = f"{path}.split[{i}]"
+        raw = check.mapping(item, item_path, ARM_KEYS, report)
+        if raw is None:
+            continue
+        weight = raw.get("weight")
+        if isinstance(weight, bool) or not isinstance(weight, int) or weight < 1:
+            report.add(
+                f"{item_path}.weight",
+                f"expected a whole number of 1 or more (the arm's share), got "
+                f"{check.describe(weight)}",
+            )
+            weight = None
+        target = None
+        if check.required(raw, "next_block", item_path, report):
+            target = _reference(raw, "next_block", item_path, ids, report)
+        name = check.optional_text(raw, "name", item_path, report) or target
+        if name is not None and name in names:
+            report.add(f"{item_path}.name", f"arm {name!r} is named twice: give each arm a name")
+        if weight is not None and target is not None and name is not None:
+            names.add(name)
+            arms.append(Arm(weight=weight, next_block=target, name=name))
+    return tuple(arms)
+
+
+def _hours(
+    definition: Mapping[str, Any], report: check.Report, shared: Mapping[str, Any]
+) -> tuple[Hours | None, Mapping[str, Any]]:
+    """The flow's business hours (or None) and its definition with the hours written out, as
+    JSON (a shared name replaced by its hours, dates as text), so the stored version stands on
+    its own and changes when the shared hours do."""
+    if "hours" not in definition:
+        return None, definition
+    raw = definition["hours"]
+    label = "hours"
+    if isinstance(raw, str):
+        if raw not in shared:
+            known = ", ".join(sorted(shared)) or "none"
+            report.add(
+                "hours",
+                f"no shared hours named {raw!r} (known: {known}): create "
+                f"FLOWS_DIR/hours/{raw}.yaml or write the hours here",
+            )
+            return None, definition
+        raw = shared[raw]
+        label = f"hours ({definition['hours']})"
+    hours, problems = parse_hours(raw)
+    for key, message in problems:
+        report.add(check.join("hours", key) if key else "hours", f"{label}: {message}")
+    if hours is None:
+        return None, definition
+    return hours, {**definition, "hours": _as_json(raw)}
+
+
+def _as_json(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _as_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_as_json(v) for v in value]
+    if isinstance(value, date):
+        return value.isoformat()
+    return value
+
+
+def _open_now_needs_hours(blocks: Mapping[str, Block], report: check.Report) -> None:
+    for block in blocks.values():
+        for i, condition in enumerate(block.conditions):
+            if any(p.parts[0] == OPEN_NOW for p in _paths(condition.test)):
+                report.add(
+                    f"blocks.{block.id}.conditions[{i}].if",
+                    f"{OPEN_NOW} needs business hours: add hours: at the top of the flow",
+                )
+
+
+def _paths(expression: Expression) -> Iterator[Path]:
+    """Every variable path an expression reads."""
+    if isinstance(expression, Path):
+        yield expression
+    elif isinstance(expression, Exists):
+        yield expression.path
+    elif isinstance(expression, Not):
+        yield from _paths(expression.operand)
+    elif isinstance(expression, And | Or | Compare):
+        yield from _paths(expression.left)
+        yield from _paths(expression.right)
+    elif isinstance(expression, ListOf):
+        for item in expression.items:
+            yield from _paths(item)
+
+
+def _debounce(definition: Mapping[str, Any], report: check.Report) -> timedelta | None:
+    if "debounce" not in definition:
+        return None
+    window = check.duration(definition["debounce"], "debounce", report)
+    if window is not None and window > MAX_DEBOUNCE:
+        report.add("debounce", "a debounce longer than 60s keeps the customer waiting: shorten it")
+        return None
+    return window

@@ -175,6 +175,7 @@ class Outbox:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         webhooks: httpx.AsyncClient | None = None,
         on_reply: ReplyHandler | None = None,
+        on_sent: Callable[[float], None] | None = None,
     ) -> None:
         self.store = store
         self.client = client
@@ -186,6 +187,7 @@ class Outbox:
         self.clock = clock
         self.webhooks = webhooks
         self.on_reply = on_reply
+        self.on_sent = on_sent  # seconds from the row's creation to Chatwoot accepting it
         self._wakeup = asyncio.Event()
         self._slots: set[asyncio.Task[None]] = set()
 
@@ -302,6 +304,8 @@ class Outbox:
             return
         await claim.mark_sent(result)
         bound.info("outbox.sent", attempts=row.attempts + 1)
+        if self.on_sent is not None:
+            self.on_sent((self.clock() - row.created_at).total_seconds())
 
     async def _call_webhook(self, claim: Claim, call: CallWebhook) -> None:
         """Call the flow's external webhook; its answer steps the flow in this transaction."""

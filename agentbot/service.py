@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
 import structlog
 
-from agentbot import channels, engine, lifecycle
+from agentbot import channels, engine, events, lifecycle
 from agentbot.catalog import Catalog
 from agentbot.engine import (
     AddLabels,
@@ -29,7 +29,9 @@ from agentbot.engine import (
     Status,
 )
 from agentbot.events import (
+    AgentMessage,
     Conversation,
+    ConversationChanged,
     CustomerMessage,
     DeliveryFailed,
     Event,
@@ -57,6 +59,7 @@ class Result(StrEnum):
     BOT = "bot"  # an agent gave the conversation back to the bot (/bot, the label `bot`)
     PAUSED = "paused"  # an agent paused the bot for a while (/pause N)
     SNOOZED = "snoozed"  # the conversation was snoozed: the flow's timers stopped
+    HELD = "held"  # part of a burst (the flow's `debounce`): answered when the window closes
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,10 +89,20 @@ class Service:
         self.on_commit = on_commit
 
     async def handle(
-        self, event: Event, *, event_name: str, delivery_id: str | None, now: datetime
+        self,
+        event: Event,
+        *,
+        event_name: str,
+        delivery_id: str | None,
+        now: datetime,
+        payload: Mapping[str, Any] | None = None,
     ) -> Handled:
         """A customer's message or widget answer: step the conversation's flow, unless
-        lifecycle.py says someone else holds the conversation."""
+        lifecycle.py says someone else holds the conversation.
+
+        With the webhook's `payload`, a flow with `debounce` holds the message instead (it is
+        committed all the same) and `release_burst` answers the burst when the window closes.
+        """
 
         async def step(tx: Tx, row: SessionRow | None) -> Handled:
             conv = event.conversation
@@ -102,10 +115,102 @@ class Service:
                 return Handled(Result.QUIET, flow=None if row is None else row.flow_name)
             where = Where(conv.account_id, conv.id, conv.channel, conv.inbox_id, event.contact.id)
             await self._queue(tx, None if row is None else row.id, where, decision.actions)
-            handled = await self._step(tx, row, event, now)
+            handled: Handled | None = None
+            if payload is not None:
+                window = await self._window(tx, row, event)
+                if window is not None:
+                    handled = await self._hold(tx, row, event, payload, now, window)
+            if handled is None:
+                handled = await self._step(tx, row, event, now)
             return replace(handled, actions=handled.actions + len(decision.actions))
 
         return await self._intake(event, event_name, delivery_id, step)
+
+    async def _window(
+        self, tx: Tx, row: SessionRow | None, event: CustomerMessage | OptionSubmitted
+    ) -> timedelta | None:
+        """How long to hold this message: its flow's `debounce`; zero when the flow has none but
+        earlier messages are held (they are answered first); None to answer it now."""
+        conv = event.conversation
+        flow: Flow | None = None
+        if row is not None and row.status == Status.ACTIVE:
+            flow = await self.catalog.version(row.flow_name, row.flow_version)
+        elif row is None or row.status != Status.HANDED_OFF:
+            flows = list(self.catalog.current.values())
+            flow = engine.choose_flow(flows, conv.inbox_id, _said(event))
+        if flow is not None and flow.debounce is not None:
+            return flow.debounce
+        if await tx.holds_burst(conv.account_id, conv.id):
+            return timedelta(0)
+        return None
+
+    async def _hold(
+        self,
+        tx: Tx,
+        row: SessionRow | None,
+        event: CustomerMessage | OptionSubmitted,
+        payload: Mapping[str, Any],
+        now: datetime,
+        window: timedelta,
+    ) -> Handled:
+        conv = event.conversation
+        await tx.hold_message(conv.account_id, conv.id, payload, now, now + window)
+        await tx.insert_interaction(
+            session_id=row.id if row is not None and row.status == Status.ACTIVE else None,
+            account_id=conv.account_id,
+            conversation_id=conv.id,
+            direction="in",
+            kind="held",
+            block=row.current_block if row is not None and row.status == Status.ACTIVE else None,
+            content=_said(event),
+            message_id=event.message_id if isinstance(event, CustomerMessage) else None,
+        )
+        log.info("burst.held", window=window.total_seconds())
+        return Handled(Result.HELD, flow=row.flow_name if row is not None else None)
+
+    async def release_burst(self, account_id: int, conversation_id: int, now: datetime) -> Handled:
+        """Answer a conversation's held messages as one, if their window has closed by `now`
+        (another replica, or a message that joined the burst, may have moved it)."""
+        async with self.store.transaction() as tx:
+            await tx.lock_conversation(account_id, conversation_id)
+            payloads = await tx.take_burst(account_id, conversation_id, now)
+            if payloads is None:
+                return Handled(Result.QUIET)
+            burst = [
+                event
+                for event in (events.parse(payload) for payload in payloads)
+                if isinstance(event, CustomerMessage | OptionSubmitted)
+            ]
+            if not burst:
+                return Handled(Result.RECORDED)
+            row = await tx.latest_session(account_id, conversation_id)
+            event = await self._burst_event(row, burst, now)
+            handled = await self._step(tx, row, event, now)
+        log.info("burst.answered", messages=len(burst), result=handled.result.value)
+        if handled.actions:
+            self.on_commit()
+        return handled
+
+    async def _burst_event(
+        self,
+        row: SessionRow | None,
+        burst: list[CustomerMessage | OptionSubmitted],
+        now: datetime,
+    ) -> CustomerMessage | OptionSubmitted:
+        """The event the burst is answered as: the engine decides from the flow it runs on,
+        or, for a new session, from the flows a message may start."""
+        if row is not None and row.status == Status.ACTIVE:
+            flow = await self.catalog.version(row.flow_name, row.flow_version)
+            if flow is not None:
+                session = _session(row)
+                expanded = [
+                    _expand_reply(flow, session, e) if isinstance(e, CustomerMessage) else e
+                    for e in burst
+                ]
+                return engine.burst_answer(flow, session, expanded, now)
+            return burst[-1]
+        flows = list(self.catalog.current.values())
+        return engine.burst_opening(flows, burst[0].conversation.inbox_id, burst)
 
     async def notice(
         self, notice: Notice, *, event_name: str, delivery_id: str | None, now: datetime
@@ -166,6 +271,9 @@ class Service:
         self, tx: Tx, row: SessionRow | None, notice: Notice, now: datetime
     ) -> Handled:
         conv = notice.conversation
+        if _humans_step_in(notice) and await tx.drop_burst(conv.account_id, conv.id):
+            # messages held for a debounce are the humans' now: the bot never answers them
+            log.info("burst.dropped", reason="humans stepped in")
         if isinstance(notice, DeliveryFailed):
             return await self._delivery_failed(tx, row, conv, notice.message_id, notice.error)
         state = await _state(tx, conv, row)
@@ -451,6 +559,17 @@ class Service:
             choice=result.choice,
             message_id=None if event is None else event.message_id,
         )
+        for block, arm in result.splits:
+            # one row per A/B split passed: /api/stats counts each arm as the block's choice
+            await tx.insert_interaction(
+                session_id=session_id,
+                account_id=where.account_id,
+                conversation_id=where.conversation_id,
+                direction="in",
+                kind="split",
+                block=block,
+                choice=arm,
+            )
         await self._queue(tx, session_id, where, result.actions, template_params)
         if lifecycle.rests(result):
             # A courtesy reply right after the flow's end is not a new conversation.
@@ -512,6 +631,16 @@ def _state_of(session: Session) -> SessionState:
         inactive_at=session.inactive_at,
         context=session.context,
     )
+
+
+def _humans_step_in(notice: Notice) -> bool:
+    """An agent wrote, took the conversation, or it was opened or resolved."""
+    if isinstance(notice, AgentMessage):
+        return True
+    if not isinstance(notice, ConversationChanged):
+        return False
+    status = notice.status_changed and notice.conversation.status in ("open", "resolved")
+    return status or (notice.assigned and notice.assignee_type == "User")
 
 
 def _ask_again(flow: Flow, session: Session, stale: str) -> engine.Step:

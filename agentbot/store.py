@@ -92,6 +92,37 @@ where account_id = %(account_id)s and message_id = %(message_id)s and direction 
 order by id desc limit 1
 """
 RECORD_ERROR = "update workflow_interactions set error = %(error)s where id = %(id)s"
+# Bursts (a flow's `debounce`): hold a customer message until the window closes. A message that
+# joins a burst moves its deadline on; the timers answer it once the conversation is quiet.
+HOLD_MESSAGE = """
+insert into workflow_bursts (account_id, conversation_id, events, first_at, due_at)
+values (%(account_id)s, %(conversation_id)s, jsonb_build_array(%(payload)s::jsonb), %(now)s,
+    %(due_at)s)
+on conflict (account_id, conversation_id) do update
+set events = workflow_bursts.events || excluded.events,
+    due_at = greatest(workflow_bursts.due_at, excluded.due_at)
+"""
+SELECT_BURST = """
+select 1 from workflow_bursts
+where account_id = %(account_id)s and conversation_id = %(conversation_id)s
+"""
+# Taken under the conversation's lock, in the transaction that answers it: answered once, and a
+# crash before the commit leaves it held.
+TAKE_BURST = """
+delete from workflow_bursts
+where account_id = %(account_id)s and conversation_id = %(conversation_id)s
+  and due_at <= %(now)s
+returning events
+"""
+DROP_BURST = """
+delete from workflow_bursts
+where account_id = %(account_id)s and conversation_id = %(conversation_id)s
+returning 1
+"""
+SELECT_DUE_BURSTS = """
+select account_id, conversation_id from workflow_bursts where due_at <= %(now)s
+order by due_at limit %(limit)s
+"""
 # Heads of conversations' queues: pending rows with no earlier pending row of their
 # conversation. The row lock is held while a head is delivered: a worker that dies releases it
 # with its connection, and SKIP LOCKED lets other workers take other conversations meanwhile.
@@ -426,6 +457,50 @@ class Tx:
         assert row is not None
         return int(row[0])
 
+    async def hold_message(
+        self,
+        account_id: int,
+        conversation_id: int,
+        payload: Mapping[str, Any],
+        now: datetime,
+        due_at: datetime,
+    ) -> None:
+        """Add a customer message (its webhook payload) to the conversation's burst."""
+        await self.conn.execute(
+            HOLD_MESSAGE,
+            {
+                "account_id": account_id,
+                "conversation_id": conversation_id,
+                "payload": Jsonb(dict(payload)),
+                "now": now,
+                "due_at": due_at,
+            },
+        )
+
+    async def holds_burst(self, account_id: int, conversation_id: int) -> bool:
+        cur = await self.conn.execute(
+            SELECT_BURST, {"account_id": account_id, "conversation_id": conversation_id}
+        )
+        return await cur.fetchone() is not None
+
+    async def take_burst(
+        self, account_id: int, conversation_id: int, now: datetime
+    ) -> list[Any] | None:
+        """The held payloads, oldest first, if the burst's window has closed by `now`."""
+        cur = await self.conn.execute(
+            TAKE_BURST,
+            {"account_id": account_id, "conversation_id": conversation_id, "now": now},
+        )
+        row = await cur.fetchone()
+        return None if row is None else list(row[0])
+
+    async def drop_burst(self, account_id: int, conversation_id: int) -> bool:
+        """Forget the conversation's held messages; True when there were any."""
+        cur = await self.conn.execute(
+            DROP_BURST, {"account_id": account_id, "conversation_id": conversation_id}
+        )
+        return await cur.fetchone() is not None
+
     async def set_session_status(self, session_id: int, status: str) -> None:
         await self.conn.execute(SET_SESSION_STATUS, {"id": session_id, "status": status})
 
@@ -480,6 +555,12 @@ class Store:
             cur = await tx.conn.execute(SELECT_DUE_TIMERS, {"now": now, "limit": limit})
             return [(int(a), int(c)) for a, c in await cur.fetchall()]
 
+    async def due_bursts(self, now: datetime, limit: int = 100) -> list[tuple[int, int]]:
+        """(account, conversation) of bursts whose window closed at or before `now`."""
+        async with self.transaction() as tx:
+            cur = await tx.conn.execute(SELECT_DUE_BURSTS, {"now": now, "limit": limit})
+            return [(int(a), int(c)) for a, c in await cur.fetchall()]
+
     async def accounts_of(self, conversation_id: int) -> list[int]:
         """The Chatwoot accounts in which agentbot has seen a conversation with this id."""
         async with self.transaction() as tx:
@@ -499,6 +580,15 @@ class Store:
                 )
                 rows = await cur.fetchall()
         return session, list(reversed(rows))
+
+    async def metrics_rows(
+        self, outbox_query: str, sessions_query: str
+    ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+        """The rows of the two /metrics queries, read in one transaction."""
+        async with self.transaction() as tx:
+            outbox = await (await tx.conn.execute(outbox_query)).fetchall()
+            sessions = await (await tx.conn.execute(sessions_query)).fetchall()
+        return outbox, sessions
 
     async def ping(self) -> None:
         async with self.transaction() as tx:

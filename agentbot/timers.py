@@ -4,6 +4,7 @@ The deadlines live in the session rows (the engine computes them from the `now` 
 so a restart loses none. Every `interval` the worker lists the sessions whose deadline passed
 and fires each through `Service.fire_timer`, which locks the conversation, re-reads the session
 and checks the deadline again: two replicas, or a timer racing a customer message, fire once.
+The same loop answers bursts (a flow's `debounce`) whose window has closed.
 """
 
 from __future__ import annotations
@@ -38,9 +39,14 @@ class Timers:
             await asyncio.sleep(self.interval)
 
     async def run_once(self) -> int:
-        """Fire every deadline due now; the number fired."""
+        """Fire every deadline due now and answer every burst whose window closed; the number
+        of conversations stepped."""
         now = self.clock()
         fired = 0
+        for account_id, conversation_id in await self.service.store.due_bursts(now):
+            with contextlib.suppress(StoreError):
+                handled = await self.service.release_burst(account_id, conversation_id, now)
+                fired += handled.result.value == "acted"
         for account_id, conversation_id in await self.service.store.due_timers(now):
             with contextlib.suppress(StoreError):
                 handled = await self.service.fire_timer(account_id, conversation_id, now)

@@ -22,6 +22,8 @@ PURE = (
     "sandbox",
     "flowtests",
     "graph",
+    "hours",
+    "splits",
 )
 SHELL = {"starlette", "httpx", "psycopg", "psycopg_pool", "asyncio", "structlog", "uvicorn"}
 SHELL |= {"os", "pathlib", "subprocess", "socket", "time", "random", "uuid", "secrets"}

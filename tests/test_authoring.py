@@ -173,6 +173,8 @@ def test_simulate_with_piped_stdin(tmp_path: Path) -> None:
         "suporte",
         "--name",
         "Ana Souza",
+        "--now",
+        "2026-01-01T12:00:00Z",  # 09:00 in São Paulo: the support team is in (hours:)
         cwd=tmp_path,
         stdin=stdin,
         FLOWS_DIR=str(FLOWS),
@@ -254,6 +256,22 @@ def test_simulate_with_variables_and_a_fixed_webhook_reply(tmp_path: Path) -> No
         "[handoff: the flow hands off here]",
         "[end: handed_off]",
     ]
+
+
+def test_simulate_at_a_moment_outside_business_hours(tmp_path: Path) -> None:
+    """`--now` sets the clock the flow's hours are judged at; a moment without offset is refused."""
+    stdin = 'Fatura\n52998224725\n90\n{"protocolo": "f1"}\n2\n'
+    args = ["simulate", str(FLOWS / "suporte.yaml"), "--var", "origem=site"]
+    result = agentbot(*args, "--now", "2026-01-03T13:30:00-03:00", cwd=tmp_path, stdin=stdin)
+    assert result.returncode == 0, result.stderr
+    assert "[labels +fora_do_horario]" in result.stdout.splitlines()
+    refused = agentbot(*args, "--now", "2026-01-03 13:30", cwd=tmp_path, stdin=stdin)
+    assert refused.returncode == 1
+    assert refused.stderr.strip() == (
+        "agentbot: --now '2026-01-03 13:30' is not a moment with its offset: write e.g. "
+        "2026-12-01T09:00:00-03:00"
+    )
+    assert agentbot(*args, "--now", "amanhã", cwd=tmp_path, stdin=stdin).returncode == 1
 
 
 @pytest.mark.parametrize(

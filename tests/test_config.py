@@ -87,3 +87,11 @@ def test_old_system_variables_are_listed_as_not_used() -> None:
     settings = Settings.from_environ({"WHATSAPP_PHONE_ID": "1"}, text)
     assert settings.not_used == ("WHATSAPP_API_TOKEN", "WHATSAPP_PHONE_ID")
     assert Settings.from_environ({}, "").not_used == ()
+
+
+def test_metrics_token() -> None:
+    """METRICS_TOKEN is read as a secret of its own; unset, /metrics stays off."""
+    assert Settings.from_environ({}).metrics_token is None
+    s = Settings.from_environ({"METRICS_TOKEN": "m-1", "WORKFLOWS_API_TOKEN": "a-1"})
+    assert s.metrics_token == Secret("m-1")
+    assert s.api_token == Secret("a-1")

@@ -515,7 +515,7 @@ RULES = [
         """,
         [
             "1: (root): expected a mapping of flow keys (name, title, start, trigger, blocks,"
-            " keywords, messages, fallback, inactivity, template), got a list"
+            " keywords, messages, fallback, inactivity, template, hours, debounce), got a list"
         ],
         id="root-not-a-mapping",
     ),
@@ -721,8 +721,8 @@ RULES = [
         """,
         [
             "2: blocks.inicio: expected a mapping of block keys (message, buttons, next_block,"
-            " tag, tags, input, save_to, set, conditions, else, webhook, handoff, end, timeout),"
-            " got the string 'Oi'",
+            " tag, tags, input, save_to, set, conditions, else, webhook, handoff, end, timeout,"
+            " split), got the string 'Oi'",
             "3: blocks.1: block id 1 must be a string: quote it",
         ],
         id="block-not-a-mapping-and-id-not-a-string",

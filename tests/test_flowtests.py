@@ -286,6 +286,21 @@ PROBLEMS = [
             "flows/tests/mini.yaml:6: tests[0].steps[0].wait: a duration must be more than zero",
         ],
     ),
+    (
+        "flow: mini\nnow: 2026-12-01T09:00:00\nconversation_id: 0\ntests:\n"
+        "  - {name: a, now: 'amanhã', steps: [{user: oi}]}\n"
+        "  - {name: b, now: 20261201, steps: [{user: oi}]}\n",
+        [
+            "flows/tests/mini.yaml:2: now: expected a moment with its offset, like"
+            " 2026-12-01T09:00:00-03:00, got the string '2026-12-01T09:00:00'",
+            "flows/tests/mini.yaml:3: conversation_id: expected a positive whole number,"
+            " got the number 0",
+            "flows/tests/mini.yaml:5: tests[0].now: expected a moment with its offset, like"
+            " 2026-12-01T09:00:00-03:00, got the string 'amanhã'",
+            "flows/tests/mini.yaml:6: tests[1].now: expected a moment with its offset, like"
+            " 2026-12-01T09:00:00-03:00, got the number 20261201",
+        ],
+    ),
 ]
 
 
@@ -309,6 +324,7 @@ PROBLEMS = [
         "yaml-character",
         "yaml-recursive",
         "same-rules-as-flows",
+        "bad-clock-and-conversation",
     ],
 )
 def test_problems(text: str, expected: list[str]) -> None:

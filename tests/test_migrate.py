@@ -19,6 +19,7 @@ TABLES = {
     "workflow_interactions",
     "workflow_events",
     "workflow_outbox",
+    "workflow_bursts",
     "agentbot_settings",
     "agentbot_schema_migrations",
     "workflow_holds",

@@ -39,6 +39,7 @@ TABLES = {
     "HANDOFF_KEYS": "#/$defs/handoff",
     "END_KEYS": "#/$defs/end",
     "TIMEOUT_KEYS": "#/$defs/timeout",
+    "ARM_KEYS": "#/$defs/arm",
 }
 NOT_KEY_TABLES = {"ACTION_KEYS", "AFTER_KEYS"}  # which keys act, which a terminal block ignores
 
@@ -163,7 +164,8 @@ INVALID = [
         "blocks: {a: {message: oi, input: {save_as: nome}}}",
         [
             "'nome' should not be valid under {'enum': ['and', 'contact', 'contains',"
-            " 'conversation', 'exists', 'false', 'in', 'nome', 'not', 'null', 'or', 'true']}"
+            " 'conversation', 'exists', 'false', 'in', 'nome', 'not', 'null', 'open_now', 'or',"
+            " 'true']}"
         ],
     ),
     (
