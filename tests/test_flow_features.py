@@ -161,8 +161,8 @@ async def test_split_arms_are_recorded_per_conversation(db_dsn: str, tmp_path: P
         )
         counted = {arm: list(arms.values()).count(arm) for arm in ("a", "b")}
         assert dict(per_arm) == counted
-        # the flow completed: the next message starts over and takes the same arm again
-        await h.post(incoming(600, 10_000, "Oi de novo"))
+        # the flow completed: a restart word starts it over, and it takes the same arm again
+        await h.post(incoming(600, 10_000, "menu"))
         await h.until(lambda: len(h.sent(600)) == 2)
         assert h.contents(600)[1] == h.contents(600)[0]
 
@@ -206,13 +206,13 @@ async def test_humans_stepping_in_drop_a_held_burst(db_dsn: str, tmp_path: Path)
     async with running(db_dsn, write_flow(tmp_path, DEBOUNCED)) as h:
         await h.post(incoming(520, 1, "Oi"))
         r = await h.post(agent_message(520, 2, "Oi! Sou a Ana, posso ajudar?"))
-        assert r.json() == {"status": "recorded"}
+        assert r.json() == {"status": "humans"}
         await h.post(incoming(521, 3, "Oi"))
         assigned = conversation_event(
             "conversation_updated", 521, "pending", assignee={"id": 3, "name": "Ana"}
         )
         assigned["changed_attributes"] = [{"assignee_id": {"previous_value": None}}]
-        assert (await h.post(assigned)).json() == {"status": "recorded"}
+        assert (await h.post(assigned)).json() == {"status": "humans"}
         await h.post(incoming(522, 4, "Oi"))  # a burst nobody touches, to know the timers ran
         await h.until(lambda: len(h.sent(522)) == 1)
         await quiet_for(1.2)

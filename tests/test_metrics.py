@@ -46,7 +46,7 @@ async def test_metrics_after_a_conversation(db_dsn: str, tmp_path: Path) -> None
             await h.post(incoming(70, 1, "Oi"))
             await h.post(incoming(70, 2, "Sim"))
             await h.post(incoming(70, 2, "Sim"))  # the same message again: a duplicate
-            await h.post(incoming(71, 3, "Oi", status="open"))  # ignored: a human has it
+            await h.post(incoming(71, 3, "Oi", status="open"))  # quiet: a human has it
             await h.until(lambda: len(h.sent(70)) == 2)
             await h.settled()
 
@@ -58,7 +58,7 @@ async def test_metrics_after_a_conversation(db_dsn: str, tmp_path: Path) -> None
     events = found["agentbot_events"]
     assert value(events, "agentbot_events_total", event="message_created", result="acted") == 2
     assert value(events, "agentbot_events_total", event="message_created", result="duplicate") == 1
-    assert value(events, "agentbot_events_total", event="message_created", result="ignored") == 1
+    assert value(events, "agentbot_events_total", event="message_created", result="quiet") == 1
 
     outbox = found["agentbot_outbox_rows"]
     assert value(outbox, "agentbot_outbox_rows", status="sent") == 2
