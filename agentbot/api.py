@@ -17,7 +17,7 @@ import structlog
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from agentbot import engine, events
+from agentbot import engine, events, stats
 from agentbot.chatwoot import ChatwootClient
 from agentbot.config import Secret
 from agentbot.errors import ChatwootRejected, ChatwootUnavailable, FlowError
@@ -318,3 +318,23 @@ def _flow_from_json(body: bytes) -> Flow | Response:
         return error(422, "invalid", f"name '{name}' and config.name '{config['name']}' differ")
     config["name"] = name
     return flow_from_definition(config, name=name, file="<request>")
+
+
+async def get_stats(request: Request) -> Response:
+    """The sessions and each flow's funnel; `flow`, `since`, `until` narrow it."""
+    state = _authorized(request)
+    if isinstance(state, Response):
+        return state
+    try:
+        window = stats.Window(
+            stats.parse_instant(request.query_params.get("since")),
+            stats.parse_instant(request.query_params.get("until")),
+        )
+    except ValueError as exc:
+        return error(422, "invalid", f"since and until are ISO 8601 instants: {exc}")
+    flow = request.query_params.get("flow") or None
+    return JSONResponse(await stats_document(state["service"], window, flow))
+
+
+async def stats_document(service: Service, window: stats.Window, flow: str | None) -> Any:
+    return await stats.stats(service.store, window, flow, service.catalog)

@@ -293,6 +293,7 @@ def create_app(
             Route("/api/workflows", api.list_workflows, methods=["GET"]),
             Route("/api/workflows", api.store_workflow, methods=["POST"]),
             Route("/api/workflows/{name}", api.read_workflow, methods=["GET"]),
+            Route("/api/stats", api.get_stats, methods=["GET"]),
         ],
         exception_handlers={
             StoreError: on_store_error,

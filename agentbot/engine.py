@@ -217,6 +217,8 @@ class Step:
     outcome: Outcome
     block: str | None  # the block the event answered (None for a start)
     choice: str | None = None  # the chosen button's value
+    # The blocks entered while handling the event, in order (the funnel's "entered").
+    entered: tuple[str, ...] = field(default=(), compare=False)
 
 
 def choose_flow(flows: Sequence[Flow], inbox_id: int | None, text: str) -> Flow | None:
@@ -442,17 +444,18 @@ def _on_timer(flow: Flow, session: Session | None, event: TimerFired, now: datet
 class _Turn:
     """The actions decided while handling one event, and the moves that decide them."""
 
-    __slots__ = ("actions", "flow", "now")
+    __slots__ = ("actions", "entered", "flow", "now")
 
     def __init__(self, flow: Flow, now: datetime) -> None:
         self.flow = flow
         self.now = now
         self.actions: list[Action] = []
+        self.entered: list[str] = []
 
     def step(
         self, session: Session, outcome: Outcome, block: str | None, choice: str | None = None
     ) -> Step:
-        return Step(session, tuple(self.actions), outcome, block, choice)
+        return Step(session, tuple(self.actions), outcome, block, choice, tuple(self.entered))
 
     def say(self, text: str, block: str) -> None:
         self.actions.append(SendText(text, block))
@@ -471,6 +474,7 @@ class _Turn:
                 self.actions.append(Handoff(f"cannot enter block '{block_id}'", session.block))
                 return _stop(session, Status.HANDED_OFF)
             seen.add(block_id)
+            self.entered.append(block_id)
             session = replace(
                 session, block=block_id, misses=0, waiting=Waiting.NOTHING, timeout_at=None
             )

@@ -450,6 +450,15 @@ class Service:
             choice=result.choice,
             message_id=None if event is None else event.message_id,
         )
+        for entered in result.entered:  # the funnel's "entered" (GET /api/stats)
+            await tx.insert_interaction(
+                session_id=session_id,
+                account_id=where.account_id,
+                conversation_id=where.conversation_id,
+                direction="out",
+                kind="entered",
+                block=entered,
+            )
         await self._queue(tx, session_id, where, result.actions, template_params)
         log.info(
             "session.stepped",

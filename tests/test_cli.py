@@ -15,6 +15,7 @@ import httpx
 import psycopg
 import pytest
 
+from agentbot.migrate import load_migrations
 from tests.conftest import ROOT, free_port
 from tests.fakes import FakeChatwoot, FakeChatwootServer
 from tests.harness import SALES_FLOW, WEBHOOK_TOKEN, incoming, write_flow
@@ -164,7 +165,8 @@ def test_embedded_database_keeps_data(tmp_path: Path) -> None:
     env = environment(tmp_path)
     first = agentbot("migrate", env=env, cwd=tmp_path)
     assert first.returncode == 0, first.stderr
-    assert first.stdout.strip() == "applied 1 migration(s): 0001_initial.sql"
+    names = [m.name for m in load_migrations()]
+    assert first.stdout.strip() == f"applied {len(names)} migration(s): {', '.join(names)}"
     assert (tmp_path / "data" / "postgres" / "PG_VERSION").exists()
     second = agentbot("migrate", env=env, cwd=tmp_path)
     assert second.stdout.strip() == "applied 0 migration(s)"

@@ -13,6 +13,7 @@ from agentbot.migrate import Migration, ensure_database, load_migrations, migrat
 
 pytestmark = pytest.mark.anyio
 
+ALL = [m.name for m in load_migrations()]
 TABLES = {
     "workflow_configs",
     "workflow_conversations",
@@ -20,6 +21,9 @@ TABLES = {
     "workflow_events",
     "workflow_outbox",
     "agentbot_settings",
+    "workflow_stats_rollup",
+    "workflow_stats_watermark",
+    "agentbot_audit",
     "schema_migrations",
 }
 
@@ -34,8 +38,8 @@ def tables(dsn: str) -> set[str]:
 
 async def test_empty_database(empty_db_dsn: str) -> None:
     """An empty database gets every table; a second run applies nothing."""
-    assert await pending(empty_db_dsn) == ["0001_initial.sql"]
-    assert await migrate(empty_db_dsn) == ["0001_initial.sql"]
+    assert await pending(empty_db_dsn) == ALL
+    assert await migrate(empty_db_dsn) == ALL
     assert tables(empty_db_dsn) == TABLES
     assert await migrate(empty_db_dsn) == []
     assert await pending(empty_db_dsn) == []
@@ -44,9 +48,9 @@ async def test_empty_database(empty_db_dsn: str) -> None:
 async def test_concurrent_migrations(empty_db_dsn: str) -> None:
     """Four migrators at once: each file applied exactly once, no error."""
     results = await asyncio.gather(*(migrate(empty_db_dsn) for _ in range(4)))
-    assert sorted(len(r) for r in results) == [0, 0, 0, 1]
+    assert sorted(len(r) for r in results) == [0, 0, 0, len(ALL)]
     with psycopg.connect(empty_db_dsn) as conn:
-        assert conn.execute("select count(*) from schema_migrations").fetchone() == (1,)
+        assert conn.execute("select count(*) from schema_migrations").fetchone() == (len(ALL),)
 
 
 async def test_failed_migration_rolls_back(empty_db_dsn: str) -> None:
@@ -88,7 +92,7 @@ async def test_missing_database_is_created(pg_admin: str) -> None:
     try:
         assert await ensure_database(dsn) is True
         assert await ensure_database(dsn) is False
-        assert await migrate(dsn) == ["0001_initial.sql"]
+        assert await migrate(dsn) == ALL
     finally:
         with psycopg.connect(pg_admin, autocommit=True) as conn:
             conn.execute("drop database if exists agentbot_created_by_test with (force)")
