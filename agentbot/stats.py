@@ -105,12 +105,13 @@ where i.id > %(after)s and {_COUNTED}
   and (%(flow)s::text is null or s.flow_name = %(flow)s)
 group by 1, 2, 3, 4, 5
 """
+# Sessions by flow, status and the block they are at (left_here: handed off or abandoned there).
 SESSIONS = """
-select flow_name, status, count(*)::bigint
+select flow_name, status, current_block, count(*)::bigint
 from workflow_conversations
 where created_at >= %(lo)s and created_at < %(hi)s
   and (%(flow)s::text is null or flow_name = %(flow)s)
-group by 1, 2
+group by 1, 2, 3
 """
 MEDIANS = """
 select flow_name,
@@ -121,16 +122,9 @@ where created_at >= %(lo)s and created_at < %(hi)s
   and status = 'completed' and ended_at is not null
 group by 1
 """
-LEFT_HERE = """
-select flow_name, current_block, count(*)::bigint
-from workflow_conversations
-where created_at >= %(lo)s and created_at < %(hi)s
-  and (%(flow)s::text is null or flow_name = %(flow)s)
-  and status in ('handed_off', 'abandoned')
-group by 1, 2
-"""
 EARLIEST = datetime(1, 1, 2, tzinfo=UTC)
 LATEST = datetime(9999, 12, 30, tzinfo=UTC)
+LEFT = ("handed_off", "abandoned")
 STATUSES = ("active", "completed", "handed_off", "abandoned", "closed")
 METRICS = {"entered": "entered", "answered": "answered", "failed": "input_failures"}
 
@@ -193,6 +187,7 @@ Key = tuple[str, str, str, str, str]  # flow, version, block, metric, key
 async def stats(store: Store, window: Window, flow: str | None, catalog: Catalog) -> dict[str, Any]:
     """The /api/stats document. Buttons' titles come from each session's flow version, the
     blocks' order from the flow's current version."""
+    # Never prepared: a generic plan of these (the window unknown) scans the whole history.
     facts: Counter[Key] = Counter()
     params: dict[str, Any] = {"flow": flow, "lo": window.lo, "hi": window.hi}
     async with store.transaction() as tx:
@@ -210,21 +205,19 @@ async def stats(store: Store, window: Window, flow: str | None, catalog: Catalog
             )
         queries.append((FROM_TAIL, {**params, "after": watermark}))
         for statement, args in queries:
-            cur = await tx.conn.execute(statement, args)
+            cur = await tx.conn.execute(statement, args, prepare=False)
             for name, version, block, metric, key, n in await cur.fetchall():
                 facts[(name, version, block, metric, key)] += int(n)
-        cur = await tx.conn.execute(SESSIONS, params)
+        cur = await tx.conn.execute(SESSIONS, params, prepare=False)
         sessions = await cur.fetchall()
-        cur = await tx.conn.execute(MEDIANS, params)
+        cur = await tx.conn.execute(MEDIANS, params, prepare=False)
         medians = {str(n): float(m) for n, m in await cur.fetchall() if m is not None}
-        cur = await tx.conn.execute(LEFT_HERE, params)
-        left = await cur.fetchall()
     titles: dict[tuple[str, str], dict[str, dict[str, str]]] = {}
     for name, version, _, metric, _ in facts:
         if metric == "choice" and (name, version) not in titles:
             titles[(name, version)] = _titles(await catalog.version(name, version))
     order = {name: list(f.blocks) for name, f in catalog.current.items()}
-    return _document(window, sessions, medians, left, facts, titles, order)
+    return _document(window, sessions, medians, facts, titles, order)
 
 
 def _titles(flow: Flow | None) -> dict[str, dict[str, str]]:
@@ -241,14 +234,13 @@ def _document(
     window: Window,
     sessions: list[tuple[Any, ...]],
     medians: Mapping[str, float],
-    left: list[tuple[Any, ...]],
     facts: Counter[Key],
     titles: Mapping[tuple[str, str], Mapping[str, Mapping[str, str]]],
     orders: Mapping[str, list[str]],
 ) -> dict[str, Any]:
     totals = dict.fromkeys(STATUSES, 0)
     per_flow: dict[str, dict[str, int]] = {}
-    for name, status, n in sessions:
+    for name, status, _, n in sessions:
         totals[status] = totals.get(status, 0) + int(n)
         per_flow.setdefault(name, dict.fromkeys(STATUSES, 0))[status] += int(n)
     blocks: dict[str, dict[str, dict[str, Any]]] = {}
@@ -267,8 +259,9 @@ def _document(
             },
         )
 
-    for name, block, n in left:
-        block_of(name, block)["left_here"] += int(n)
+    for name, status, block, n in sessions:
+        if status in LEFT:
+            block_of(name, block)["left_here"] += int(n)
     for (name, version, block, metric, key), n in sorted(facts.items()):
         if metric == "label":
             labels.setdefault(name, Counter())[key] += n
