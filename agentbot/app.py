@@ -27,7 +27,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from agentbot import api, events
+from agentbot import api, events, housekeeping
 from agentbot.catalog import Catalog
 from agentbot.chatwoot import ChatwootClient
 from agentbot.config import Secret, Settings
@@ -263,6 +263,12 @@ def create_app(
             tasks.append(asyncio.create_task(outbox.run(), name="agentbot-outbox"))
             tasks.append(asyncio.create_task(timers.run(), name="agentbot-timers"))
             tasks.append(asyncio.create_task(refresh_flows(catalog), name="agentbot-flows"))
+            tasks.append(
+                asyncio.create_task(
+                    housekeeping.run(store, clock, settings.retention_days, settings.history_days),
+                    name="agentbot-housekeeping",
+                )
+            )
             yield State(
                 counts=Counter(),
                 service=service,
