@@ -51,6 +51,28 @@ def _authorized(request: Request) -> ApiState | Response:
     return state
 
 
+async def audit(
+    request: Request, state: ApiState, action: str, subject: str, **detail: Any
+) -> None:
+    """Record an API write: when (the row's time), from where, what."""
+    forwarded = request.headers.get("x-forwarded-for")
+    remote = (
+        forwarded.split(",")[0].strip()
+        if forwarded
+        else request.client.host
+        if request.client is not None
+        else None
+    )
+    await state["service"].store.audit(
+        remote=remote,
+        method=request.method,
+        path=request.url.path,
+        action=action,
+        subject=subject,
+        detail=detail,
+    )
+
+
 async def start_workflow(request: Request) -> Response:
     state = _authorized(request)
     if isinstance(state, Response):
@@ -108,7 +130,7 @@ async def start_workflow(request: Request) -> Response:
     context = engine.snapshot(contact, conversation)
     template = None
     if conversation.channel == WHATSAPP and not conversation.can_reply:
-        template = _template(flow, {**initial, **context, "nome": contact.name})
+        template = _template(flow, {**context, "nome": contact.name, **initial})
         if template is None:
             return error(
                 422,
@@ -136,6 +158,15 @@ async def start_workflow(request: Request) -> Response:
         )
     log.info(
         "api.started", flow=name, conversation_id=conversation_id, template=template is not None
+    )
+    await audit(
+        request,
+        state,
+        "started",
+        name,
+        account_id=account_id,
+        conversation_id=conversation_id,
+        version=flow.version,
     )
     return JSONResponse(
         {"status": "started", "workflowName": name, "conversationId": conversation_id},
@@ -204,17 +235,30 @@ async def conversation(request: Request) -> Response:
         return error(422, "invalid", "accountId must be a number")
     accounts = [int(account)] if account else await service.store.accounts_of(raw)
     if not accounts:
-        return JSONResponse({"conversation_id": raw, "session": None, "interactions": []})
+        return JSONResponse(
+            {"conversation_id": raw, "session": None, "next_before": None, "interactions": []}
+        )
     if len(accounts) > 1:
         return error(422, "account_needed", f"pass ?accountId=: seen in accounts {accounts}")
-    session, interactions = await service.store.conversation_view(accounts[0], raw)
+    limit_raw = request.query_params.get("limit", str(PAGE))
+    before_raw = request.query_params.get("before")
+    if not limit_raw.isdigit() or not 1 <= int(limit_raw) <= MAX_PAGE:
+        return error(422, "invalid", f"limit is a number from 1 to {MAX_PAGE}")
+    if before_raw is not None and not before_raw.isdigit():
+        return error(422, "invalid", "before is an interaction id (a number)")
+    limit = int(limit_raw)
+    before = int(before_raw) if before_raw is not None else None
+    session, interactions = await service.store.conversation_view(accounts[0], raw, limit, before)
+    more = len(interactions) == limit
     return JSONResponse(
         {
             "conversation_id": raw,
             "account_id": accounts[0],
+            "next_before": interactions[0]["id"] if more and interactions else None,
             "session": None
             if session is None
             else {
+                "id": session.id,
                 "flow": session.flow_name,
                 "version": session.flow_version,
                 "block": session.current_block,
@@ -223,6 +267,32 @@ async def conversation(request: Request) -> Response:
             },
             "interactions": [
                 {**row, "created_at": row["created_at"].isoformat()} for row in interactions
+            ],
+        }
+    )
+
+
+PAGE = 200
+MAX_PAGE = 500
+
+
+async def contact_conversations(request: Request) -> Response:
+    """The sessions of a contact (the id the old system's start call took), newest first."""
+    state = _authorized(request)
+    if isinstance(state, Response):
+        return state
+    contact_id = request.path_params["contact_id"]
+    rows = await state["service"].store.contact_sessions(contact_id)
+    return JSONResponse(
+        {
+            "contact_id": contact_id,
+            "sessions": [
+                {
+                    **row,
+                    "created_at": row["created_at"].isoformat(),
+                    "ended_at": None if row["ended_at"] is None else row["ended_at"].isoformat(),
+                }
+                for row in rows
             ],
         }
     )
@@ -293,10 +363,24 @@ async def store_workflow(request: Request) -> Response:
             },
             status_code=422,
         )
+    await audit(request, state, "stored", flow.name, version=flow.version, changed=changed)
     return JSONResponse(
         {"name": flow.name, "version": flow.version, "changed": changed},
         status_code=201 if changed else 200,
     )
+
+
+async def retire_workflow(request: Request) -> Response:
+    """The flow starts no new session; sessions in flight finish on their version."""
+    state = _authorized(request)
+    if isinstance(state, Response):
+        return state
+    name = request.path_params["name"]
+    version = await state["service"].catalog.retire(name)
+    if version is None:
+        return error(404, "unknown_flow", f"no current flow named '{name}'")
+    await audit(request, state, "retired", name, version=version)
+    return JSONResponse({"name": name, "version": version, "status": "retired"})
 
 
 def _flow_from_json(body: bytes) -> Flow | Response:
@@ -314,8 +398,10 @@ def _flow_from_json(body: bytes) -> Flow | Response:
         name = config.get("name")
     if not isinstance(name, str) or not name:
         return error(422, "invalid", "name must name the flow")
-    if config.get("name", name) != name:
-        return error(422, "invalid", f"name '{name}' and config.name '{config['name']}' differ")
+    shown = config.get("name", name)
+    if shown != name and isinstance(shown, str) and "title" not in config:
+        # The old system's body: config.name is the display name beside the flow's name.
+        config["title"] = shown
     config["name"] = name
     return flow_from_definition(config, name=name, file="<request>")
 

@@ -299,6 +299,12 @@ def create_app(
             Route("/api/workflows", api.list_workflows, methods=["GET"]),
             Route("/api/workflows", api.store_workflow, methods=["POST"]),
             Route("/api/workflows/{name}", api.read_workflow, methods=["GET"]),
+            Route("/api/workflows/{name}", api.retire_workflow, methods=["DELETE"]),
+            Route(
+                "/api/contacts/{contact_id:int}/conversations",
+                api.contact_conversations,
+                methods=["GET"],
+            ),
             Route("/api/stats", api.get_stats, methods=["GET"]),
         ],
         exception_handlers={

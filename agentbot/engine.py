@@ -278,14 +278,16 @@ def scope(session: Session) -> dict[str, Any]:
     """The names templates and conditions see: the variables, `nome`, `contact`, `conversation`.
 
     The contact and the conversation win over variables of the same name (flows.py forbids
-    such names, but a start's initial data may carry them).
+    such names, but a start's initial data may carry them). `nome` is the contact's name only
+    when the variables (a start's initialData, the flow itself) give none.
     """
     contact = session.context.get("contact")
     contact = contact if isinstance(contact, Mapping) else {}
     conversation = session.context.get("conversation")
+    given = session.variables.get("nome")
     return {
         **session.variables,
-        "nome": contact.get("name") or "",
+        "nome": given if given is not None else contact.get("name") or "",
         "contact": contact,
         "conversation": conversation if isinstance(conversation, Mapping) else {},
     }

@@ -239,3 +239,10 @@ def test_parse_variable_needs_a_name_and_equals(item: str) -> None:
     """A `--var` without NAME= is refused with the expected form."""
     with pytest.raises(ValueError, match="expected NAME=VALUE"):
         parse_variable(item)
+
+
+def test_var_nome_wins_over_the_contact() -> None:
+    """`--var nome=...` is what {{nome}} says, as initialData does; without it, the contact's."""
+    transcript = simulate(FLOW, variables={"nome": "João"})
+    assert transcript.splitlines()[1] == "bot: Oi João! Quer ajuda?"
+    assert simulate(FLOW, variables={"x": 1}).splitlines()[1] == "bot: Oi Ana! Quer ajuda?"
