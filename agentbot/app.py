@@ -27,7 +27,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from agentbot import api, events, housekeeping
+from agentbot import api, dashboard, events, housekeeping
 from agentbot.catalog import Catalog
 from agentbot.chatwoot import ChatwootClient
 from agentbot.config import Secret, Settings
@@ -306,6 +306,18 @@ def create_app(
                 methods=["GET"],
             ),
             Route("/api/stats", api.get_stats, methods=["GET"]),
+            Route("/openapi.json", dashboard.openapi_json, methods=["GET"]),
+            Route("/docs", dashboard.docs, methods=["GET"]),
+            Route("/", dashboard.overview, methods=["GET"]),
+            Route("/login", dashboard.login_form, methods=["GET"]),
+            Route("/login", dashboard.login, methods=["POST"]),
+            Route("/logout", dashboard.logout, methods=["POST"]),
+            Route("/flows/{name}", dashboard.flow_page, methods=["GET"]),
+            Route(
+                "/conversations/{conversation_id:int}",
+                dashboard.conversation_page,
+                methods=["GET"],
+            ),
         ],
         exception_handlers={
             StoreError: on_store_error,
