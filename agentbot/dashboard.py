@@ -285,12 +285,16 @@ def layout(flow: Flow, numbers: Mapping[str, Mapping[str, Any]]) -> Diagram:
             got = numbers.get(block_id, {})
             entered, left = int(got.get("entered", 0)), int(got.get("left_here", 0))
             boxes.append(Box(block_id, x, y, entered, left, left / entered if entered else 0.0))
-    edges = []
+    labels: dict[tuple[str, str], list[str]] = {}
     for block in flow.blocks.values():
         for label, target in exits(block):
             if target in where:
-                (x1, y1), (x2, y2) = where[block.id], where[target]
-                edges.append(Edge(x1 + BOX_W // 2, y1 + BOX_H, x2 + BOX_W // 2, y2, label[:18]))
+                labels.setdefault((block.id, target), []).append(label)
+    edges = []
+    for (source, target), names in labels.items():
+        (x1, y1), (x2, y2) = where[source], where[target]
+        text = " / ".join(names)
+        edges.append(Edge(x1 + BOX_W // 2, y1 + BOX_H, x2 + BOX_W // 2, y2, text[:24]))
     height = (max(rows) + 1) * (BOX_H + GAP_Y)
     return Diagram(width, height, boxes, edges)
 
