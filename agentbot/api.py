@@ -83,18 +83,18 @@ async def start_workflow(request: Request) -> Response:
         return error(400, "bad_json", f"the body is not JSON: {exc}")
     if not isinstance(body, dict):
         return error(422, "invalid", "send an object with conversationId and workflowName")
-    if "contactId" in body or "inboxId" in body:
-        return error(
-            422,
-            "unsupported",
-            "starting by contactId and inboxId is not supported: create the conversation in "
-            "Chatwoot and pass its conversationId",
-        )
+    by_contact = "contactId" in body and "conversationId" not in body
     conversation_id = body.get("conversationId")
     name = body.get("workflowName")
     initial = body.get("initialData", {})
-    if isinstance(conversation_id, bool) or not isinstance(conversation_id, int):
-        return error(422, "invalid", "conversationId must be the conversation's id (a number)")
+    if not by_contact and (
+        isinstance(conversation_id, bool) or not isinstance(conversation_id, int)
+    ):
+        return error(
+            422,
+            "invalid",
+            "conversationId must be the conversation's id (a number), or pass contactId",
+        )
     if not isinstance(name, str) or not name:
         return error(422, "invalid", "workflowName must name a flow")
     if not isinstance(initial, dict):
@@ -107,6 +107,14 @@ async def start_workflow(request: Request) -> Response:
     client = state["client"]
     if client is None:
         return error(503, "chatwoot_not_configured", "set CHATWOOT_URL and CHATWOOT_API_TOKEN")
+    created = False
+    if by_contact:
+        found = await _conversation_of_contact(state, client, body)
+        if isinstance(found, Response):
+            return found
+        body = {**body, "accountId": found[0]}
+        conversation_id, created = found[1], found[2]
+    assert isinstance(conversation_id, int)
     account_id = body.get("accountId")
     if account_id is None:
         accounts = await service.store.accounts_of(conversation_id)
@@ -169,9 +177,107 @@ async def start_workflow(request: Request) -> Response:
         version=flow.version,
     )
     return JSONResponse(
-        {"status": "started", "workflowName": name, "conversationId": conversation_id},
+        {
+            "status": "started",
+            "workflowName": name,
+            "conversationId": conversation_id,
+            "conversationCreated": created,
+        },
         status_code=201,
     )
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+async def _conversation_of_contact(
+    state: ApiState, client: ChatwootClient, body: Mapping[str, Any]
+) -> tuple[int, int, bool] | Response:
+    """The old system's start by contact: (account, conversation, created). The contact's open
+    or pending conversation in the inbox (`inboxId`, or the contact's only inbox), else a new
+    one created through Chatwoot's API. Listing a contact's conversations and creating one take
+    CHATWOOT_USER_TOKEN."""
+    contact_id = _int(body.get("contactId"))
+    inbox_id = body.get("inboxId")
+    if contact_id is None:
+        return error(422, "invalid", "contactId must be the contact's id (a number)")
+    if inbox_id is not None and _int(inbox_id) is None:
+        return error(422, "invalid", "inboxId must be the inbox's id (a number)")
+    if client.user_token is None:
+        return error(
+            422,
+            "user_token_needed",
+            "starting by contactId lists and creates the contact's conversations, which "
+            "Chatwoot allows a user's token only: set CHATWOOT_USER_TOKEN, or pass "
+            "conversationId",
+        )
+    account_id = _int(body.get("accountId"))
+    if body.get("accountId") is not None and account_id is None:
+        return error(422, "invalid", "accountId must be a number")
+    if account_id is None:
+        seen = {
+            row["account_id"] for row in await state["service"].store.contact_sessions(contact_id)
+        }
+        if len(seen) != 1:
+            return error(
+                422,
+                "account_needed",
+                f"pass accountId: agentbot has seen contact {contact_id} in {len(seen)} accounts",
+            )
+        account_id = int(seen.pop())
+    try:
+        inboxes = await client.contactable_inboxes(account_id, contact_id)
+        sources = {
+            int(i["inbox"]["id"]): str(i["source_id"])
+            for i in inboxes
+            if isinstance(i, Mapping)
+            and isinstance(i.get("inbox"), Mapping)
+            and _int(i["inbox"].get("id")) is not None
+            and i.get("source_id")
+        }
+        if inbox_id is None:
+            if len(sources) != 1:
+                return error(
+                    422,
+                    "inbox_needed",
+                    f"pass inboxId: contact {contact_id} is in {len(sources)} inboxes",
+                )
+            inbox_id = next(iter(sources))
+        conversations = await client.contact_conversations(account_id, contact_id)
+        for conversation in conversations:  # newest first
+            if (
+                isinstance(conversation, Mapping)
+                and conversation.get("inbox_id") == inbox_id
+                and conversation.get("status") in ("open", "pending")
+                and _int(conversation.get("id")) is not None
+            ):
+                return account_id, int(conversation["id"]), False
+        if inbox_id not in sources:
+            return error(
+                422,
+                "not_in_inbox",
+                f"contact {contact_id} has no conversation and no contact inbox in inbox "
+                f"{inbox_id}",
+            )
+        made = await client.create_conversation(
+            account_id,
+            {
+                "source_id": sources[inbox_id],
+                "inbox_id": inbox_id,
+                "contact_id": contact_id,
+                "status": "pending",
+            },
+        )
+    except ChatwootRejected as exc:
+        return error(502, "chatwoot_refused", f"Chatwoot refused: {exc}")
+    except ChatwootUnavailable as exc:
+        return error(503, "chatwoot_unavailable", f"Chatwoot did not answer: {exc}")
+    new_id = _int(made.get("id"))
+    if new_id is None:
+        return error(502, "chatwoot_refused", "Chatwoot created no conversation id")
+    log.info("api.conversation_created", contact_id=contact_id, conversation_id=new_id)
+    return account_id, new_id, True
 
 
 def _from_rest(

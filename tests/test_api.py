@@ -146,11 +146,11 @@ BAD = [
     ),
     ("unknown flow", {"conversationId": 1, "workflowName": "campanhas"}, AUTH, 404, "unknown_flow"),
     (
-        "by contact",
+        "by contact without the user token",
         {"contactId": 1, "inboxId": 7, "workflowName": "campanha"},
         AUTH,
         422,
-        "unsupported",
+        "user_token_needed",
     ),
     (
         "unseen, no account",

@@ -123,3 +123,73 @@ async def test_conversation_pages_and_contact_sessions(db_dsn: str, tmp_path: Pa
         empty = (await h.http.get("/api/contacts/999999/conversations", headers=AUTH)).json()
         assert empty == {"contact_id": 999999, "sessions": []}
         assert (await h.http.get("/api/contacts/1/conversations")).status_code == 401
+
+
+GREETING = """
+name: boas
+trigger: {keywords: [boas]}
+blocks:
+  oi:
+    message: "Olá {{nome}}! Seu pedido {{pedido | default('?')}} chegou."
+"""
+
+
+async def test_start_by_contact(db_dsn: str, tmp_path: Path) -> None:
+    """The old start body: the contact's open conversation in the inbox is used, else one is
+    created through Chatwoot's API with the user token; initialData's nome wins."""
+    fake = FakeChatwoot()
+    fake.add_inbox(1, 7, channel_type="Channel::Api")
+    fake.add_inbox(1, 8, channel_type="Channel::Api")
+    fake.add_contact(1, 4821, name="João Pereira")
+    fake.add_conversation(1, 90, "open", inbox_id=7, contact_id=4821)
+    fake.add_contact(1, 4822, name="Ana Lima")
+    fake.add_conversation(1, 91, "resolved", inbox_id=7, contact_id=4822)
+    flows = write_flow(tmp_path / "flows", GREETING, "boas.yaml")
+    with FakeChatwootServer(fake) as server:
+        settings = Settings(
+            chatwoot_url=server.url,
+            chatwoot_api_token=Secret(fake.bot_token),
+            chatwoot_user_token=Secret(fake.user_token),
+            webhook_token=Secret(WEBHOOK_TOKEN),
+            api_token=Secret(API),
+            flows_dir=flows,
+        )
+        async with running(db_dsn, flows, fake=fake, settings=settings) as h:
+            body = {
+                "contactId": 4821,
+                "workflowName": "boas",
+                "initialData": {"nome": "João", "pedido": 4417},
+                "accountId": 1,
+            }
+            r = await h.http.post("/api/workflow/start", json=body, headers=AUTH)
+            assert r.status_code == 201, r.text
+            assert (r.json()["conversationId"], r.json()["conversationCreated"]) == (90, False)
+            await h.until(lambda: len(h.sent(90)) == 1)
+            assert h.contents(90) == ["Olá João! Seu pedido 4417 chegou."]
+            # Ana's only conversation is resolved: a new one is created in her only inbox.
+            body = {"contactId": 4822, "workflowName": "boas", "accountId": 1}
+            r = await h.http.post("/api/workflow/start", json=body, headers=AUTH)
+            assert r.status_code == 201, r.text
+            created = r.json()["conversationId"]
+            assert r.json()["conversationCreated"] is True
+            assert created not in (90, 91)
+            await h.until(lambda: len(h.sent(created)) == 1)
+            assert h.contents(created) == ["Olá Ana Lima! Seu pedido ? chegou."]
+            assert fake.conversation(created)["meta"]["sender"]["id"] == 4822
+            # The account is known from the contact's sessions now; two inboxes need inboxId.
+            fake.add_contact_inbox(1, 4822, 8)
+            body = {"contactId": 4822, "workflowName": "boas"}
+            r = await h.http.post("/api/workflow/start", json=body, headers=AUTH)
+            assert (r.status_code, r.json()["error"]) == (422, "inbox_needed")
+            r = await h.http.post("/api/workflow/start", json={**body, "inboxId": 8}, headers=AUTH)
+            assert r.status_code == 201, r.text
+            assert r.json()["conversationCreated"] is True
+            r = await h.http.post(
+                "/api/workflow/start",
+                json={"contactId": 5000, "workflowName": "boas"},
+                headers=AUTH,
+            )
+            assert (r.status_code, r.json()["error"]) == (422, "account_needed")
+            actions = h.query("select action from agentbot_audit order by id")
+            assert actions == [("started",), ("started",), ("started",)]
+            assert h.fake.violations == []
