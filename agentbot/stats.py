@@ -24,6 +24,7 @@ for what the rollup has not summed yet (the last few minutes).
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -115,7 +116,7 @@ group by 1, 2, 3
 """
 MEDIANS = """
 select flow_name,
-    percentile_cont(0.5) within group (order by extract(epoch from ended_at - created_at))
+    percentile_cont(0.5) within group (order by date_part('epoch', ended_at - created_at))
 from workflow_conversations
 where created_at >= %(lo)s and created_at < %(hi)s
   and (%(flow)s::text is null or flow_name = %(flow)s)
@@ -187,7 +188,25 @@ Key = tuple[str, str, str, str, str]  # flow, version, block, metric, key
 async def stats(store: Store, window: Window, flow: str | None, catalog: Catalog) -> dict[str, Any]:
     """The /api/stats document. Buttons' titles come from each session's flow version, the
     blocks' order from the flow's current version."""
-    # Never prepared: a generic plan of these (the window unknown) scans the whole history.
+    # Three connections at once: the funnel's facts, the sessions, the medians.
+    facts, sessions, medians = await asyncio.gather(
+        _facts(store, window, flow),
+        _rows(store, SESSIONS, window, flow),
+        _medians(store, window, flow),
+    )
+    titles: dict[tuple[str, str], dict[str, dict[str, str]]] = {}
+    for name, version, _, metric, _ in facts:
+        if metric == "choice" and (name, version) not in titles:
+            titles[(name, version)] = _titles(await catalog.version(name, version))
+    order = {name: list(f.blocks) for name, f in catalog.current.items()}
+    return _document(window, sessions, medians, facts, titles, order)
+
+
+# None of these is prepared: a generic plan, made without knowing the window, scans the
+# whole history.
+
+
+async def _facts(store: Store, window: Window, flow: str | None) -> Counter[Key]:
     facts: Counter[Key] = Counter()
     params: dict[str, Any] = {"flow": flow, "lo": window.lo, "hi": window.hi}
     async with store.transaction() as tx:
@@ -208,16 +227,21 @@ async def stats(store: Store, window: Window, flow: str | None, catalog: Catalog
             cur = await tx.conn.execute(statement, args, prepare=False)
             for name, version, block, metric, key, n in await cur.fetchall():
                 facts[(name, version, block, metric, key)] += int(n)
-        cur = await tx.conn.execute(SESSIONS, params, prepare=False)
-        sessions = await cur.fetchall()
-        cur = await tx.conn.execute(MEDIANS, params, prepare=False)
-        medians = {str(n): float(m) for n, m in await cur.fetchall() if m is not None}
-    titles: dict[tuple[str, str], dict[str, dict[str, str]]] = {}
-    for name, version, _, metric, _ in facts:
-        if metric == "choice" and (name, version) not in titles:
-            titles[(name, version)] = _titles(await catalog.version(name, version))
-    order = {name: list(f.blocks) for name, f in catalog.current.items()}
-    return _document(window, sessions, medians, facts, titles, order)
+    return facts
+
+
+async def _rows(
+    store: Store, statement: str, window: Window, flow: str | None
+) -> list[tuple[Any, ...]]:
+    params = {"flow": flow, "lo": window.lo, "hi": window.hi}
+    async with store.transaction() as tx:
+        cur = await tx.conn.execute(statement, params, prepare=False)
+        return await cur.fetchall()
+
+
+async def _medians(store: Store, window: Window, flow: str | None) -> dict[str, float]:
+    rows = await _rows(store, MEDIANS, window, flow)
+    return {str(n): float(m) for n, m in rows if m is not None}
 
 
 def _titles(flow: Flow | None) -> dict[str, dict[str, str]]:
