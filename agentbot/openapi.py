@@ -29,6 +29,7 @@ def _html(description: str) -> dict[str, Any]:
 
 
 INT = {"type": "integer"}
+ID = {"type": "integer", "minimum": 0}  # the routes match digits only
 STR = {"type": "string"}
 COUNT = {"type": "integer", "minimum": 0}
 NULLABLE_STR = {"type": ["string", "null"]}
@@ -249,7 +250,7 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "summary": "A conversation's latest session and its history, newest page first",
         "security": BEARER,
         "parameters": [
-            _path("conversation_id", INT),
+            _path("conversation_id", ID),
             _query("accountId", INT, "needed when the id was seen in several accounts"),
             _query("limit", {"type": "integer", "minimum": 1, "maximum": 500}, "default 200"),
             _query("before", INT, "interactions with a smaller id (next_before of a page)"),
@@ -264,7 +265,7 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     ("get", "/api/contacts/{contact_id}/conversations"): {
         "summary": "A contact's sessions, newest first",
         "security": BEARER,
-        "parameters": [_path("contact_id", INT)],
+        "parameters": [_path("contact_id", ID)],
         "responses": {
             "200": _json(_ref("ContactSessions"), "the sessions"),
             "401": UNAUTHORIZED,
@@ -409,7 +410,7 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "summary": "Dashboard: a conversation's timeline",
         "security": SIGNED_IN,
         "parameters": [
-            _path("conversation_id", INT),
+            _path("conversation_id", ID),
             _query("before", INT, "older interactions"),
             _query("accountId", INT, "the account"),
         ],
