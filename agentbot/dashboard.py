@@ -243,6 +243,11 @@ class Edge:
     y2: int
     label: str
 
+    @property
+    def label_at(self) -> tuple[int, int]:
+        """Where the label goes: most of the way to the target, so that siblings part."""
+        return self.x1 + (self.x2 - self.x1) * 7 // 10, self.y1 + (self.y2 - self.y1) * 7 // 10
+
 
 @dataclass(frozen=True, slots=True)
 class Diagram:
