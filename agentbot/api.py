@@ -18,7 +18,7 @@ import structlog
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from agentbot import engine, events
+from agentbot import engine, events, stats
 from agentbot.catalog import read_shared_hours
 from agentbot.chatwoot import ChatwootClient
 from agentbot.config import Secret, Settings
@@ -55,6 +55,28 @@ def _authorized(request: Request) -> ApiState | Response:
     return state
 
 
+async def audit(
+    request: Request, state: ApiState, action: str, subject: str, **detail: Any
+) -> None:
+    """Record an API write: when (the row's time), from where, what."""
+    forwarded = request.headers.get("x-forwarded-for")
+    remote = (
+        forwarded.split(",")[0].strip()
+        if forwarded
+        else request.client.host
+        if request.client is not None
+        else None
+    )
+    await state["service"].store.audit(
+        remote=remote,
+        method=request.method,
+        path=request.url.path,
+        action=action,
+        subject=subject,
+        detail=detail,
+    )
+
+
 async def start_workflow(request: Request) -> Response:
     state = _authorized(request)
     if isinstance(state, Response):
@@ -65,18 +87,18 @@ async def start_workflow(request: Request) -> Response:
         return error(400, "bad_json", f"the body is not JSON: {exc}")
     if not isinstance(body, dict):
         return error(422, "invalid", "send an object with conversationId and workflowName")
-    if "contactId" in body or "inboxId" in body:
-        return error(
-            422,
-            "unsupported",
-            "starting by contactId and inboxId is not supported: create the conversation in "
-            "Chatwoot and pass its conversationId",
-        )
+    by_contact = "contactId" in body and "conversationId" not in body
     conversation_id = body.get("conversationId")
     name = body.get("workflowName")
     initial = body.get("initialData", {})
-    if isinstance(conversation_id, bool) or not isinstance(conversation_id, int):
-        return error(422, "invalid", "conversationId must be the conversation's id (a number)")
+    if not by_contact and (
+        isinstance(conversation_id, bool) or not isinstance(conversation_id, int)
+    ):
+        return error(
+            422,
+            "invalid",
+            "conversationId must be the conversation's id (a number), or pass contactId",
+        )
     if not isinstance(name, str) or not name:
         return error(422, "invalid", "workflowName must name a flow")
     if not isinstance(initial, dict):
@@ -89,6 +111,14 @@ async def start_workflow(request: Request) -> Response:
     client = state["client"]
     if client is None:
         return error(503, "chatwoot_not_configured", "set CHATWOOT_URL and CHATWOOT_API_TOKEN")
+    created = False
+    if by_contact:
+        found = await _conversation_of_contact(state, client, body)
+        if isinstance(found, Response):
+            return found
+        body = {**body, "accountId": found[0]}
+        conversation_id, created = found[1], found[2]
+    assert isinstance(conversation_id, int)
     account_id = body.get("accountId")
     if account_id is None:
         accounts = await service.store.accounts_of(conversation_id)
@@ -112,7 +142,7 @@ async def start_workflow(request: Request) -> Response:
     context = engine.snapshot(contact, conversation)
     template = None
     if conversation.channel == WHATSAPP and not conversation.can_reply:
-        template = _template(flow, {**initial, **context, "nome": contact.name})
+        template = _template(flow, {**context, "nome": contact.name, **initial})
         if template is None:
             return error(
                 422,
@@ -141,10 +171,117 @@ async def start_workflow(request: Request) -> Response:
     log.info(
         "api.started", flow=name, conversation_id=conversation_id, template=template is not None
     )
+    await audit(
+        request,
+        state,
+        "started",
+        name,
+        account_id=account_id,
+        conversation_id=conversation_id,
+        version=flow.version,
+    )
     return JSONResponse(
-        {"status": "started", "workflowName": name, "conversationId": conversation_id},
+        {
+            "status": "started",
+            "workflowName": name,
+            "conversationId": conversation_id,
+            "conversationCreated": created,
+        },
         status_code=201,
     )
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+async def _conversation_of_contact(
+    state: ApiState, client: ChatwootClient, body: Mapping[str, Any]
+) -> tuple[int, int, bool] | Response:
+    """The old system's start by contact: (account, conversation, created). The contact's open
+    or pending conversation in the inbox (`inboxId`, or the contact's only inbox), else a new
+    one created through Chatwoot's API. Listing a contact's conversations and creating one take
+    CHATWOOT_USER_TOKEN."""
+    contact_id = _int(body.get("contactId"))
+    inbox_id = body.get("inboxId")
+    if contact_id is None:
+        return error(422, "invalid", "contactId must be the contact's id (a number)")
+    if inbox_id is not None and _int(inbox_id) is None:
+        return error(422, "invalid", "inboxId must be the inbox's id (a number)")
+    if client.user_token is None:
+        return error(
+            422,
+            "user_token_needed",
+            "starting by contactId lists and creates the contact's conversations, which "
+            "Chatwoot allows a user's token only: set CHATWOOT_USER_TOKEN, or pass "
+            "conversationId",
+        )
+    account_id = _int(body.get("accountId"))
+    if body.get("accountId") is not None and account_id is None:
+        return error(422, "invalid", "accountId must be a number")
+    if account_id is None:
+        seen = {
+            row["account_id"] for row in await state["service"].store.contact_sessions(contact_id)
+        }
+        if len(seen) != 1:
+            return error(
+                422,
+                "account_needed",
+                f"pass accountId: agentbot has seen contact {contact_id} in {len(seen)} accounts",
+            )
+        account_id = int(seen.pop())
+    try:
+        inboxes = await client.contactable_inboxes(account_id, contact_id)
+        sources = {
+            int(i["inbox"]["id"]): str(i["source_id"])
+            for i in inboxes
+            if isinstance(i, Mapping)
+            and isinstance(i.get("inbox"), Mapping)
+            and _int(i["inbox"].get("id")) is not None
+            and i.get("source_id")
+        }
+        if inbox_id is None:
+            if len(sources) != 1:
+                return error(
+                    422,
+                    "inbox_needed",
+                    f"pass inboxId: contact {contact_id} is in {len(sources)} inboxes",
+                )
+            inbox_id = next(iter(sources))
+        conversations = await client.contact_conversations(account_id, contact_id)
+        for conversation in conversations:  # newest first
+            if (
+                isinstance(conversation, Mapping)
+                and conversation.get("inbox_id") == inbox_id
+                and conversation.get("status") in ("open", "pending")
+                and _int(conversation.get("id")) is not None
+            ):
+                return account_id, int(conversation["id"]), False
+        if inbox_id not in sources:
+            return error(
+                422,
+                "not_in_inbox",
+                f"contact {contact_id} has no conversation and no contact inbox in inbox "
+                f"{inbox_id}",
+            )
+        made = await client.create_conversation(
+            account_id,
+            {
+                "source_id": sources[inbox_id],
+                "inbox_id": inbox_id,
+                "contact_id": contact_id,
+                "status": "pending",
+            },
+        )
+    except ChatwootRejected as exc:
+        return error(502, "chatwoot_refused", f"Chatwoot refused: {exc}")
+    except ChatwootUnavailable as exc:
+        return error(503, "chatwoot_unavailable", f"Chatwoot did not answer: {exc}")
+    new_id = _int(made.get("id"))
+    if new_id is None:
+        return error(502, "chatwoot_refused", "Chatwoot created no conversation id")
+    log.info("api.conversation_created", contact_id=contact_id, conversation_id=new_id)
+    return account_id, new_id, True
 
 
 def _from_rest(
@@ -208,17 +345,30 @@ async def conversation(request: Request) -> Response:
         return error(422, "invalid", "accountId must be a number")
     accounts = [int(account)] if account else await service.store.accounts_of(raw)
     if not accounts:
-        return JSONResponse({"conversation_id": raw, "session": None, "interactions": []})
+        return JSONResponse(
+            {"conversation_id": raw, "session": None, "next_before": None, "interactions": []}
+        )
     if len(accounts) > 1:
         return error(422, "account_needed", f"pass ?accountId=: seen in accounts {accounts}")
-    session, interactions = await service.store.conversation_view(accounts[0], raw)
+    limit_raw = request.query_params.get("limit", str(PAGE))
+    before_raw = request.query_params.get("before")
+    if not limit_raw.isdigit() or not 1 <= int(limit_raw) <= MAX_PAGE:
+        return error(422, "invalid", f"limit is a number from 1 to {MAX_PAGE}")
+    if before_raw is not None and not before_raw.isdigit():
+        return error(422, "invalid", "before is an interaction id (a number)")
+    limit = int(limit_raw)
+    before = int(before_raw) if before_raw is not None else None
+    session, interactions = await service.store.conversation_view(accounts[0], raw, limit, before)
+    more = len(interactions) == limit
     return JSONResponse(
         {
             "conversation_id": raw,
             "account_id": accounts[0],
+            "next_before": interactions[0]["id"] if more and interactions else None,
             "session": None
             if session is None
             else {
+                "id": session.id,
                 "flow": session.flow_name,
                 "version": session.flow_version,
                 "block": session.current_block,
@@ -227,6 +377,32 @@ async def conversation(request: Request) -> Response:
             },
             "interactions": [
                 {**row, "created_at": row["created_at"].isoformat()} for row in interactions
+            ],
+        }
+    )
+
+
+PAGE = 200
+MAX_PAGE = 500
+
+
+async def contact_conversations(request: Request) -> Response:
+    """The sessions of a contact (the id the old system's start call took), newest first."""
+    state = _authorized(request)
+    if isinstance(state, Response):
+        return state
+    contact_id = request.path_params["contact_id"]
+    rows = await state["service"].store.contact_sessions(contact_id)
+    return JSONResponse(
+        {
+            "contact_id": contact_id,
+            "sessions": [
+                {
+                    **row,
+                    "created_at": row["created_at"].isoformat(),
+                    "ended_at": None if row["ended_at"] is None else row["ended_at"].isoformat(),
+                }
+                for row in rows
             ],
         }
     )
@@ -301,10 +477,24 @@ async def store_workflow(request: Request) -> Response:
             },
             status_code=422,
         )
+    await audit(request, state, "stored", flow.name, version=flow.version, changed=changed)
     return JSONResponse(
         {"name": flow.name, "version": flow.version, "changed": changed},
         status_code=201 if changed else 200,
     )
+
+
+async def retire_workflow(request: Request) -> Response:
+    """The flow starts no new session; sessions in flight finish on their version."""
+    state = _authorized(request)
+    if isinstance(state, Response):
+        return state
+    name = request.path_params["name"]
+    version = await state["service"].catalog.retire(name)
+    if version is None:
+        return error(404, "unknown_flow", f"no current flow named '{name}'")
+    await audit(request, state, "retired", name, version=version)
+    return JSONResponse({"name": name, "version": version, "status": "retired"})
 
 
 def _flow_from_json(body: bytes, shared: Mapping[str, Any]) -> Flow | Response:
@@ -322,7 +512,29 @@ def _flow_from_json(body: bytes, shared: Mapping[str, Any]) -> Flow | Response:
         name = config.get("name")
     if not isinstance(name, str) or not name:
         return error(422, "invalid", "name must name the flow")
-    if config.get("name", name) != name:
-        return error(422, "invalid", f"name '{name}' and config.name '{config['name']}' differ")
+    shown = config.get("name", name)
+    if shown != name and isinstance(shown, str) and "title" not in config:
+        # The old system's body: config.name is the display name beside the flow's name.
+        config["title"] = shown
     config["name"] = name
     return flow_from_definition(config, name=name, file="<request>", shared_hours=shared)
+
+
+async def get_stats(request: Request) -> Response:
+    """The sessions and each flow's funnel; `flow`, `since`, `until` narrow it."""
+    state = _authorized(request)
+    if isinstance(state, Response):
+        return state
+    try:
+        window = stats.Window(
+            stats.parse_instant(request.query_params.get("since")),
+            stats.parse_instant(request.query_params.get("until")),
+        )
+    except ValueError as exc:
+        return error(422, "invalid", f"since and until are ISO 8601 instants: {exc}")
+    flow = request.query_params.get("flow") or None
+    return JSONResponse(await stats_document(state["service"], window, flow))
+
+
+async def stats_document(service: Service, window: stats.Window, flow: str | None) -> Any:
+    return await stats.stats(service.store, window, flow, service.catalog)

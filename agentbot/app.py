@@ -27,7 +27,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from agentbot import api, events, metrics
+from agentbot import api, dashboard, events, housekeeping, metrics
 from agentbot.catalog import Catalog
 from agentbot.chatwoot import ChatwootClient
 from agentbot.config import Secret, Settings
@@ -283,6 +283,12 @@ def create_app(
             tasks.append(asyncio.create_task(outbox.run(), name="agentbot-outbox"))
             tasks.append(asyncio.create_task(timers.run(), name="agentbot-timers"))
             tasks.append(asyncio.create_task(refresh_flows(catalog), name="agentbot-flows"))
+            tasks.append(
+                asyncio.create_task(
+                    housekeeping.run(store, clock, settings.retention_days, settings.history_days),
+                    name="agentbot-housekeeping",
+                )
+            )
             yield State(
                 counts=counts,
                 service=service,
@@ -315,6 +321,25 @@ def create_app(
             Route("/api/workflows", api.list_workflows, methods=["GET"]),
             Route("/api/workflows", api.store_workflow, methods=["POST"]),
             Route("/api/workflows/{name}", api.read_workflow, methods=["GET"]),
+            Route("/api/workflows/{name}", api.retire_workflow, methods=["DELETE"]),
+            Route(
+                "/api/contacts/{contact_id:int}/conversations",
+                api.contact_conversations,
+                methods=["GET"],
+            ),
+            Route("/api/stats", api.get_stats, methods=["GET"]),
+            Route("/openapi.json", dashboard.openapi_json, methods=["GET"]),
+            Route("/docs", dashboard.docs, methods=["GET"]),
+            Route("/", dashboard.overview, methods=["GET"]),
+            Route("/login", dashboard.login_form, methods=["GET"]),
+            Route("/login", dashboard.login, methods=["POST"]),
+            Route("/logout", dashboard.logout, methods=["POST"]),
+            Route("/flows/{name}", dashboard.flow_page, methods=["GET"]),
+            Route(
+                "/conversations/{conversation_id:int}",
+                dashboard.conversation_page,
+                methods=["GET"],
+            ),
         ],
         exception_handlers={
             StoreError: on_store_error,

@@ -119,6 +119,10 @@ class Catalog:
         )
         if not present:
             log.warning("flows.missing_dir", flows_dir=str(flows_dir))
+        else:
+            # A file removed from FLOWS_DIR retires its flow: no new session starts on it.
+            for name in await self.store.retire_file_flows([f.name for f in flows]):
+                log.warning("flows.retired", flow=name, reason="its file left FLOWS_DIR")
         for flow in flows:
             changed = await self.store.sync_flow(
                 name=flow.name,
@@ -161,6 +165,15 @@ class Catalog:
             "flows.stored", flow=flow.name, version=flow.version, changed=changed, source="api"
         )
         return changed
+
+    async def retire(self, name: str) -> str | None:
+        """Stop `name` from starting new sessions; sessions in flight finish on their version.
+        The version retired, or None when the flow had no current version."""
+        version = await self.store.retire_flow(name)
+        await self.reload()
+        if version is not None:
+            log.info("flows.retired", flow=name, version=version, reason="api")
+        return version
 
     async def reload(self) -> None:
         current: dict[str, Flow] = {}

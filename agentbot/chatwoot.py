@@ -103,6 +103,31 @@ class ChatwootClient:
             token=self.user_token,
         )
 
+    # --- a start by contact (the old system's call), with the user token -----------------------
+
+    def _user(self, method: str, path: str) -> Secret:
+        if self.user_token is None:
+            raise ChatwootRejected(
+                401, "this call needs CHATWOOT_USER_TOKEN", method=method, path=path
+            )
+        return self.user_token
+
+    async def contact_conversations(self, account_id: int, contact_id: int) -> list[Any]:
+        path = f"/api/v1/accounts/{account_id}/contacts/{contact_id}/conversations"
+        data = await self._request("GET", path, token=self._user("GET", path))
+        payload = data.get("payload")
+        return payload if isinstance(payload, list) else []
+
+    async def contactable_inboxes(self, account_id: int, contact_id: int) -> list[Any]:
+        path = f"/api/v1/accounts/{account_id}/contacts/{contact_id}/contactable_inboxes"
+        data = await self._request("GET", path, token=self._user("GET", path))
+        payload = data.get("payload")
+        return payload if isinstance(payload, list) else []
+
+    async def create_conversation(self, account_id: int, body: Mapping[str, Any]) -> dict[str, Any]:
+        path = f"/api/v1/accounts/{account_id}/conversations"
+        return await self._request("POST", path, json=body, token=self._user("POST", path))
+
     # --- administration, with an administrator's token (`agentbot register`) ----------------
 
     async def server_info(self) -> dict[str, Any]:

@@ -69,6 +69,10 @@ class Settings:
     log_level: str = "info"
     log_format: str | None = None  # None: console on a terminal, json otherwise
     not_used: tuple[str, ...] = ()  # set variables agentbot does not use (NOT_USED_PREFIX)
+    # Days kept of workflow_events and delivered outbox rows; of the interaction history
+    # (None: kept for ever).
+    retention_days: int = 30
+    history_days: int | None = None
 
     @property
     def chatwoot_configured(self) -> bool:
@@ -104,6 +108,8 @@ class Settings:
             not_used=tuple(
                 sorted(k for k in values if k.startswith(NOT_USED_PREFIX) and get.text(k))
             ),
+            retention_days=get.days("RETENTION_DAYS") or 30,
+            history_days=get.days("HISTORY_RETENTION_DAYS"),
         )
 
     @classmethod
@@ -204,6 +210,14 @@ class _Getter:
             return default
         if not value.isdigit() or not 0 < int(value) < 65536:
             raise ConfigError(name, f"'{value}' is not a port number: use 1-65535")
+        return int(value)
+
+    def days(self, name: str) -> int | None:
+        value = self.text(name)
+        if value is None:
+            return None
+        if not value.isdigit() or int(value) < 1:
+            raise ConfigError(name, f"'{value}' is not a number of days: use 1 or more")
         return int(value)
 
     def choice(self, name: str, choices: tuple[str, ...]) -> str | None:

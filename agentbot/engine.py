@@ -238,6 +238,8 @@ class Step:
     choice: str | None = None  # the chosen button's value
     # (block, arm name) of each `split:` passed while handling the event, for the history
     splits: tuple[tuple[str, str], ...] = ()
+    # The blocks entered while handling the event, in order (the funnel's "entered").
+    entered: tuple[str, ...] = field(default=(), compare=False)
 
 
 def choose_flow(flows: Sequence[Flow], inbox_id: int | None, text: str) -> Flow | None:
@@ -297,14 +299,16 @@ def scope(session: Session) -> dict[str, Any]:
     """The names templates and conditions see: the variables, `nome`, `contact`, `conversation`.
 
     The contact and the conversation win over variables of the same name (loader.py forbids
-    such names, but a start's initial data may carry them).
+    such names, but a start's initial data may carry them). `nome` is the contact's name only
+    when the variables (a start's initialData, the flow itself) give none.
     """
     contact = session.context.get("contact")
     contact = contact if isinstance(contact, Mapping) else {}
     conversation = session.context.get("conversation")
+    given = session.variables.get("nome")
     return {
         **session.variables,
-        "nome": contact.get("name") or "",
+        "nome": given if given is not None else contact.get("name") or "",
         "contact": contact,
         "conversation": conversation if isinstance(conversation, Mapping) else {},
     }
@@ -498,18 +502,27 @@ def _on_timer(flow: Flow, session: Session | None, event: TimerFired, now: datet
 class _Turn:
     """The actions decided while handling one event, and the moves that decide them."""
 
-    __slots__ = ("actions", "flow", "now", "splits")
+    __slots__ = ("actions", "entered", "flow", "now", "splits")
 
     def __init__(self, flow: Flow, now: datetime) -> None:
         self.flow = flow
         self.now = now
         self.actions: list[Action] = []
         self.splits: list[tuple[str, str]] = []
+        self.entered: list[str] = []
 
     def step(
         self, session: Session, outcome: Outcome, block: str | None, choice: str | None = None
     ) -> Step:
-        return Step(session, tuple(self.actions), outcome, block, choice, tuple(self.splits))
+        return Step(
+            session,
+            tuple(self.actions),
+            outcome,
+            block,
+            choice,
+            tuple(self.splits),
+            tuple(self.entered),
+        )
 
     def route(self, session: Session, block: Block) -> tuple[Session, str | None]:
         """Where a done block leads: its first condition that holds, its split's arm (saved as
@@ -550,6 +563,7 @@ class _Turn:
                 self.actions.append(Handoff(f"cannot enter block '{block_id}'", session.block))
                 return _stop(session, Status.HANDED_OFF)
             seen.add(block_id)
+            self.entered.append(block_id)
             session = replace(
                 session, block=block_id, misses=0, waiting=Waiting.NOTHING, timeout_at=None
             )

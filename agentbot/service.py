@@ -559,6 +559,15 @@ class Service:
             choice=result.choice,
             message_id=None if event is None else event.message_id,
         )
+        for entered in result.entered:  # the funnel's "entered" (GET /api/stats)
+            await tx.insert_interaction(
+                session_id=session_id,
+                account_id=where.account_id,
+                conversation_id=where.conversation_id,
+                direction="out",
+                kind="entered",
+                block=entered,
+            )
         for block, arm in result.splits:
             # one row per A/B split passed: /api/stats counts each arm as the block's choice
             await tx.insert_interaction(

@@ -244,10 +244,32 @@ union
 select account_id from workflow_conversations where conversation_id = %(conversation_id)s
 """
 SELECT_INTERACTIONS = """
-select id, direction, kind, block, content, choice, labels, message_id, error, created_at
+select id, session_id, direction, kind, block, content, choice, labels, message_id, error,
+    created_at
 from workflow_interactions
 where account_id = %(account_id)s and conversation_id = %(conversation_id)s
+  and id < %(before)s
 order by id desc limit %(limit)s
+"""
+RETIRE_FLOW = """
+update workflow_configs set is_current = false, updated_at = now()
+where name = %(name)s and is_current
+returning version
+"""
+RETIRE_FILE_FLOWS = """
+update workflow_configs set is_current = false, updated_at = now()
+where is_current and source = 'file' and not (name = any(%(keep)s))
+returning name
+"""
+SELECT_CONTACT_SESSIONS = """
+select id as session_id, account_id, conversation_id, inbox_id, flow_name as flow,
+    flow_version as version, current_block as block, status, created_at, ended_at
+from workflow_conversations where contact_id = %(contact_id)s
+order by id desc limit %(limit)s
+"""
+INSERT_AUDIT = """
+insert into agentbot_audit (remote, method, path, action, subject, detail)
+values (%(remote)s, %(method)s, %(path)s, %(action)s, %(subject)s, %(detail)s)
 """
 SELECT_SETTING = "select value from agentbot_settings where key = %(key)s"
 INSERT_SETTING = """
@@ -568,15 +590,21 @@ class Store:
             return sorted(int(a) for (a,) in await cur.fetchall())
 
     async def conversation_view(
-        self, account_id: int, conversation_id: int, limit: int = 200
+        self, account_id: int, conversation_id: int, limit: int = 200, before: int | None = None
     ) -> tuple[SessionRow | None, list[dict[str, Any]]]:
-        """The latest session and the newest interactions (oldest first) of a conversation."""
+        """The latest session and the newest interactions (oldest first) of a conversation,
+        those with an id below `before` when given."""
         async with self.transaction() as tx:
             session = await tx.latest_session(account_id, conversation_id)
             async with tx.conn.cursor(row_factory=dict_row) as cur:
                 await cur.execute(
                     SELECT_INTERACTIONS,
-                    {"account_id": account_id, "conversation_id": conversation_id, "limit": limit},
+                    {
+                        "account_id": account_id,
+                        "conversation_id": conversation_id,
+                        "limit": limit,
+                        "before": before if before is not None else 2**63 - 1,
+                    },
                 )
                 rows = await cur.fetchall()
         return session, list(reversed(rows))
@@ -589,6 +617,11 @@ class Store:
             outbox = await (await tx.conn.execute(outbox_query)).fetchall()
             sessions = await (await tx.conn.execute(sessions_query)).fetchall()
         return outbox, sessions
+
+    async def contact_sessions(self, contact_id: int, limit: int = 200) -> list[dict[str, Any]]:
+        async with self.transaction() as tx, tx.conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(SELECT_CONTACT_SESSIONS, {"contact_id": contact_id, "limit": limit})
+            return await cur.fetchall()
 
     async def ping(self) -> None:
         async with self.transaction() as tx:
@@ -614,6 +647,44 @@ class Store:
                 },
             )
             return await cur.fetchone() is not None
+
+    async def retire_flow(self, name: str) -> str | None:
+        """The flow starts no new session; the version it had, or None when it had none."""
+        async with self.transaction() as tx:
+            await tx.conn.execute(LOCK_FLOWS)
+            cur = await tx.conn.execute(RETIRE_FLOW, {"name": name})
+            row = await cur.fetchone()
+            return None if row is None else str(row[0])
+
+    async def retire_file_flows(self, keep: Sequence[str]) -> list[str]:
+        """Retire the flows read from files whose file is gone (names not in `keep`)."""
+        async with self.transaction() as tx:
+            await tx.conn.execute(LOCK_FLOWS)
+            cur = await tx.conn.execute(RETIRE_FILE_FLOWS, {"keep": list(keep)})
+            return sorted(str(n) for (n,) in await cur.fetchall())
+
+    async def audit(
+        self,
+        *,
+        remote: str | None,
+        method: str,
+        path: str,
+        action: str,
+        subject: str | None,
+        detail: Mapping[str, Any],
+    ) -> None:
+        async with self.transaction() as tx:
+            await tx.conn.execute(
+                INSERT_AUDIT,
+                {
+                    "remote": remote,
+                    "method": method,
+                    "path": path,
+                    "action": action,
+                    "subject": subject,
+                    "detail": Jsonb(dict(detail)),
+                },
+            )
 
     async def current_flows(self) -> list[tuple[str, str, dict[str, Any]]]:
         async with self.transaction() as tx:

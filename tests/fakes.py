@@ -442,6 +442,8 @@ class _Account:
     contacts: dict[int, dict[str, Any]] = field(default_factory=dict)
     inboxes: dict[int, _Inbox] = field(default_factory=dict)
     teams: dict[int, dict[str, Any]] = field(default_factory=dict)
+    # ContactInbox rows: (contact id, inbox id) -> source_id.
+    contact_inboxes: dict[tuple[int, int], str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -602,6 +604,16 @@ class FakeChatwoot:
             )
             self._next_ids["contact"] = max(self._next_ids["contact"], contact_id + 1)
 
+    def add_contact_inbox(
+        self, account_id: int, contact_id: int, inbox_id: int, source_id: str | None = None
+    ) -> None:
+        """A ContactInbox: the contact can be written to in that inbox (`source_id`)."""
+        with self._lock:
+            account = self._add_account(account_id, name=None, member=True)
+            account.contact_inboxes[(contact_id, inbox_id)] = (
+                source_id or f"src-{contact_id}-{inbox_id}"
+            )
+
     def add_agent(
         self, user_id: int, *, name: str = "Agent", access_token: str | None = None
     ) -> None:
@@ -713,6 +725,7 @@ class FakeChatwoot:
             priority=priority,
         )
         account.conversations[display_id] = conversation
+        account.contact_inboxes.setdefault((contact_id, inbox_id), f"src-{contact_id}-{inbox_id}")
         return conversation
 
     @staticmethod
@@ -1105,6 +1118,9 @@ class FakeChatwoot:
             ("POST", conv + "/toggle_typing_status"): self._toggle_typing,
             ("POST", conv + "/toggle_priority"): self._toggle_priority,
             ("GET", "/contacts/{id}"): self._show_contact,
+            ("GET", "/contacts/{id}/conversations"): self._contact_conversations,
+            ("GET", "/contacts/{id}/contactable_inboxes"): self._contactable_inboxes,
+            ("POST", "/conversations"): self._create_conversation_api,
             ("PUT", "/contacts/{id}"): self._update_contact,
             ("PATCH", "/contacts/{id}"): self._update_contact,
             ("GET", "/agent_bots"): self._list_bots,
@@ -1354,6 +1370,53 @@ class FakeChatwoot:
 
     def _show_contact(self, call: _Call) -> _Reply:
         return _Reply(200, {"payload": copy.deepcopy(self._contact_of(call))})
+
+    def _contact_conversations(self, call: _Call) -> _Reply:
+        """ContactsController#conversations: the contact's conversations, newest first."""
+        contact = self._contact_of(call)
+        found = [
+            self._conversation_json(call.account, c)
+            for c in sorted(call.account.conversations.values(), key=lambda c: -c.display_id)
+            if c.contact_id == contact["id"]
+        ]
+        return _Reply(200, {"payload": found})
+
+    def _contactable_inboxes(self, call: _Call) -> _Reply:
+        """The inboxes the contact has a ContactInbox in, with its source_id."""
+        contact = self._contact_of(call)
+        found = [
+            {
+                "source_id": source_id,
+                "inbox": self._inbox_json(call.account.inboxes[inbox_id], call.account.id),
+            }
+            for (contact_id, inbox_id), source_id in sorted(call.account.contact_inboxes.items())
+            if contact_id == contact["id"] and inbox_id in call.account.inboxes
+        ]
+        return _Reply(200, {"payload": found})
+
+    def _create_conversation_api(self, call: _Call) -> _Reply:
+        """ConversationsController#create: a conversation for the ContactInbox that `source_id`
+        names in `inbox_id` (404 when there is none)."""
+        body = call.body
+        inbox_id = body.get("inbox_id")
+        source_id = body.get("source_id")
+        found = [
+            key
+            for key, value in call.account.contact_inboxes.items()
+            if value == source_id and (inbox_id is None or key[1] == inbox_id)
+        ]
+        if not found:
+            raise _HttpError(404, NOT_FOUND)
+        contact_id, inbox = found[0]
+        display_id = max(call.account.conversations, default=0) + 1
+        conversation = self._create_conversation(
+            call.account,
+            display_id,
+            status=str(body.get("status") or "open"),
+            inbox_id=inbox,
+            contact_id=contact_id,
+        )
+        return _Reply(200, self._conversation_json(call.account, conversation))
 
     def _update_contact(self, call: _Call) -> _Reply:
         contact = self._contact_of(call)

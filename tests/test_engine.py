@@ -965,14 +965,16 @@ def test_proactive_start_without_context() -> None:
 
 
 def test_scope_puts_the_contact_over_variables() -> None:
-    """Templates see variables by name, and `nome`, `contact`, `conversation` from the context."""
+    """Templates see variables by name, and `contact`, `conversation` from the context; `nome`
+    is a variable's when one is given (initialData wins), else the contact's name."""
     session = session_of(FORM, "email", variables={"x": 1, "nome": "Outra"})
     names = scope(session)
     assert (names["x"], names["nome"], names["contact"]["name"]) == (
         1,
-        "Maria Silva",
+        "Outra",
         "Maria Silva",
     )
+    assert scope(replace(session, variables={"x": 1}))["nome"] == "Maria Silva"
     assert names["conversation"]["id"] == 1287
     assert scope(replace(session, context={"contact": "?"}))["contact"] == {}
 

@@ -13,6 +13,7 @@ from agentbot.migrate import Migration, ensure_database, load_migrations, migrat
 
 pytestmark = pytest.mark.anyio
 
+ALL = [m.name for m in load_migrations()]
 TABLES = {
     "workflow_configs",
     "workflow_conversations",
@@ -23,6 +24,9 @@ TABLES = {
     "agentbot_settings",
     "agentbot_schema_migrations",
     "workflow_holds",
+    "workflow_stats_rollup",
+    "workflow_stats_watermark",
+    "agentbot_audit",
 }
 # Every migration the package ships, in order.
 ALL = [m.name for m in load_migrations()]

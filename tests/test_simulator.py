@@ -281,3 +281,10 @@ def test_agents_and_chatwoot_in_the_simulator() -> None:
     for line in expected:
         assert line in transcript, line
     assert "/pause takes a number of minutes" in transcript
+
+
+def test_var_nome_wins_over_the_contact() -> None:
+    """`--var nome=...` is what {{nome}} says, as initialData does; without it, the contact's."""
+    transcript = simulate(FLOW, variables={"nome": "João"})
+    assert transcript.splitlines()[1] == "bot: Oi João! Quer ajuda?"
+    assert simulate(FLOW, variables={"x": 1}).splitlines()[1] == "bot: Oi Ana! Quer ajuda?"
