@@ -90,7 +90,7 @@ async def test_conversation_pages_and_contact_sessions(db_dsn: str, tmp_path: Pa
     session; GET /api/contacts/{id}/conversations lists the contact's sessions."""
     flows = write_flow(tmp_path / "flows")
     async with serve(db_dsn, flows) as h:
-        for i, text in enumerate(["Oi", "Sim", "Só olhando", "Oi de novo"], start=1):
+        for i, text in enumerate(["Oi", "Sim", "Só olhando", "menu"], start=1):
             await h.post(incoming(60, i, text))
             await h.settled()
         everything = (await h.http.get("/api/conversation/60", headers=AUTH)).json()
