@@ -30,6 +30,12 @@ Decisions where design §6 leaves room:
   is not yet due by `now`, or whose deadline is gone, is ignored, so the shell may deliver one
   late or twice.
 - A restart word clears the variables (initial data included) and enters the start block.
+- Media (a photo, a voice note, a location, a contact card: `CustomerMessage.attachments`): at
+  a question that wants a button, a message with media and no text gets the question again and
+  counts no miss. A free-text (`text`) input takes media as its answer: the variable holds the
+  caption (empty when there is none) and `<save_as>_attachments` the list of attachments (type,
+  URL, and a location's coordinates). A `phone` input takes a contact card's phone number.
+- A message that would render empty is not sent (Chatwoot and WhatsApp refuse an empty body).
 """
 
 from __future__ import annotations
@@ -42,10 +48,10 @@ from types import MappingProxyType
 from typing import Any, Literal
 from urllib.parse import quote
 
-from agentbot.answers import DEFAULT_ERRORS, parse_answer
+from agentbot.answers import DEFAULT_ERRORS, InputType, parse_answer, parse_phone
 from agentbot.events import Contact, Conversation, CustomerMessage, OptionSubmitted
 from agentbot.expressions import holds, to_text
-from agentbot.flows import Block, Button, Flow, captured_variables, normalize
+from agentbot.flows import Block, Button, Flow, InputSpec, captured_variables, normalize
 from agentbot.templates import render, render_value
 
 MAX_MISSES = 2  # design §7: the second unmatched reply hands off
@@ -208,6 +214,7 @@ class Outcome(StrEnum):
     TIMED_OUT = "timed_out"
     ABANDONED = "abandoned"
     IGNORED = "ignored"  # a webhook reply or timer that no longer applies
+    MEDIA = "media"  # media without text at a question that wants a button: asked again
 
 
 @dataclass(frozen=True, slots=True)
@@ -377,10 +384,13 @@ def _on_message(
         session = replace(session, variables={}, inactive_at=_inactive_at(flow, now))
         return turn.step(turn.enter(session, flow.start), Outcome.RESTARTED, block.id)
     if block.input is not None:
-        answer = parse_answer(block.input.type, _text(event), block.input.pattern)
+        answer = _answer(block.input, event)
         if answer is not None:
-            session = turn.accept(session, block, answer)
+            session = turn.accept(session, block, *answer)
             return turn.step(session, Outcome.ANSWERED, block.id)
+    elif block.buttons and not said and isinstance(event, CustomerMessage) and event.attachments:
+        # A photo or a sticker where a button was wanted: ask again, it is not a wrong answer.
+        return turn.ask_again(session, block)
     if block.buttons or block.input is not None:
         return turn.miss(session, block)
     return turn.step(session, Outcome.NOT_WAITING, block.id)
@@ -455,7 +465,15 @@ class _Turn:
         return Step(session, tuple(self.actions), outcome, block, choice)
 
     def say(self, text: str, block: str) -> None:
-        self.actions.append(SendText(text, block))
+        if text.strip():  # an empty message is refused by Chatwoot's channels: never sent
+            self.actions.append(SendText(text, block))
+
+    def ask_again(self, session: Session, block: Block) -> Step:
+        """The block's question again, with no miss counted."""
+        if block.message is not None:
+            text = render(block.message, scope(session))
+            self.actions.append(SendOptions(text, options(block), block.id))
+        return self.step(session, Outcome.MEDIA, block.id)
 
     def labels(self, labels: tuple[str, ...], block: str) -> None:
         if labels:
@@ -553,9 +571,17 @@ class _Turn:
             return _stop(session, Status.COMPLETED)
         return self.enter(session, target)
 
-    def accept(self, session: Session, block: Block, answer: Any) -> Session:
+    def accept(
+        self,
+        session: Session,
+        block: Block,
+        answer: Any,
+        attachments: list[dict[str, Any]] | None = None,
+    ) -> Session:
         assert block.input is not None
         variables = {**session.variables, block.input.save_as: answer}
+        if attachments is not None:
+            variables[attachments_variable(block.input.save_as)] = attachments
         session = replace(session, variables=variables, misses=0)
         target = block.save_to
         if target is not None:
@@ -591,6 +617,27 @@ class _Turn:
         else:
             self.say(text, block.id)
         return self.step(replace(session, misses=misses), Outcome.MISSED, block.id)
+
+
+def attachments_variable(save_as: str) -> str:
+    """The variable that holds the attachments of an input's answer."""
+    return f"{save_as}_attachments"
+
+
+def _answer(
+    spec: InputSpec, event: CustomerMessage | OptionSubmitted
+) -> tuple[Any, list[dict[str, Any]] | None] | None:
+    """The value an input keeps for the event (and its attachments), or None when refused."""
+    text = _text(event)
+    attachments = event.attachments if isinstance(event, CustomerMessage) else ()
+    if attachments and spec.type is InputType.TEXT:
+        return text.strip(), [item.as_value() for item in attachments]
+    answer = parse_answer(spec.type, text, spec.pattern)
+    if answer is None and spec.type is InputType.PHONE:
+        # A contact card: Chatwoot puts the card's phone number in its fallback_title.
+        cards = (a.title for a in attachments if a.kind == "contact" and a.title)
+        answer = next((phone for card in cards if (phone := parse_phone(card))), None)
+    return None if answer is None else (answer, None)
 
 
 def _route(block: Block, names: Mapping[str, Any]) -> str | None:

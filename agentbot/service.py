@@ -39,7 +39,7 @@ from agentbot.events import (
     OptionSubmitted,
     WidgetOpened,
 )
-from agentbot.flows import Flow
+from agentbot.flows import Button, Flow
 from agentbot.outbox import encode
 from agentbot.store import NewSession, SessionRow, SessionState, Store, Tx
 from agentbot.templates import render
@@ -114,7 +114,7 @@ class Service:
             flow = engine.choose_widget_flow(flows, conv.inbox_id)
             if row is not None or flow is None:
                 return Handled(Result.RECORDED)
-            where = Where(conv.account_id, conv.id, conv.channel, conv.inbox_id, event.contact.id)
+            where = _where(conv, event.contact.id)
             context = engine.snapshot(event.contact, conv)
             result = engine.start(flow, now, context=context)
             return await self._save(tx, None, where, result, event=None)
@@ -274,7 +274,7 @@ class Service:
 
     async def _step(self, tx: Tx, row: SessionRow | None, event: Event, now: datetime) -> Handled:
         conv = event.conversation
-        where = Where(conv.account_id, conv.id, conv.channel, conv.inbox_id, event.contact.id)
+        where = _where(conv, event.contact.id)
         if row is not None and row.status == Status.HANDED_OFF:
             # Humans hold this conversation (or will as soon as the handoff is delivered).
             return Handled(Result.QUIET, flow=row.flow_name)
@@ -284,7 +284,7 @@ class Service:
                 return Handled(Result.ACTED, 1, row.flow_name)
             session = _session(row)
             if isinstance(event, CustomerMessage):
-                stale = await self._stale_reply(tx, row, event)
+                stale = await self._stale_reply(tx, row, flow, event)
                 if stale is not None:
                     return await self._save(
                         tx, row, where, _ask_again(flow, session, stale), event=event
@@ -327,15 +327,24 @@ class Service:
             self.on_commit()
         return handled
 
-    async def _stale_reply(self, tx: Tx, row: SessionRow, event: CustomerMessage) -> str | None:
+    async def _stale_reply(
+        self, tx: Tx, row: SessionRow, flow: Flow, event: CustomerMessage
+    ) -> str | None:
         """The block of an older question this WhatsApp reply answers (`in_reply_to`), if it
-        is not the question the session waits on now."""
+        is not the question the session waits on now and the reply is one of that question's
+        options. A quote-reply with other text ("atendente", an answer typed out) is an
+        ordinary message."""
         if event.in_reply_to is None:
             return None
         sent = await tx.sent_message(event.conversation.account_id, event.in_reply_to)
         if sent is None or sent.session_id != row.id or sent.kind != "options":
             return None
-        return None if sent.block == row.current_block else sent.block
+        if sent.block == row.current_block:
+            return None
+        quoted = flow.blocks.get(sent.block or "")
+        if quoted is None or not _is_option(event, quoted.buttons):
+            return None
+        return sent.block
 
     async def resume(
         self,
@@ -462,6 +471,13 @@ class Service:
         return Handled(Result.ACTED, len(result.actions), new.flow)
 
 
+def _where(conv: Conversation, contact_id: int | None) -> Where:
+    """Where a customer's event is about; messages follow the rules of the channel they are
+    delivered on (Instagram through a Facebook Page is Instagram)."""
+    channel = channels.delivery_channel(conv.channel, conv.kind)
+    return Where(conv.account_id, conv.id, channel, conv.inbox_id, contact_id)
+
+
 def _ask_again(flow: Flow, session: Session, stale: str) -> engine.Step:
     """A tap on a button of an older question: ask the current one again, count no miss."""
     block = flow.blocks.get(session.block)
@@ -470,6 +486,14 @@ def _ask_again(flow: Flow, session: Session, stale: str) -> engine.Step:
         text = render(block.message, engine.scope(session))
         actions = (SendOptions(text, engine.options(block), block.id),)
     return engine.Step(session, actions, engine.Outcome.IGNORED, stale)
+
+
+def _is_option(event: CustomerMessage, buttons: tuple[Button, ...]) -> bool:
+    """The reply is the title or the value of one of these options (as the channel showed it)."""
+    titles = [b.text for b in buttons]
+    full = channels.expand_reply(event.conversation.channel, event.text, titles)
+    said = replace(event, text=full)
+    return engine.match_button(buttons, said, positions=False) is not None
 
 
 def _expand_reply(flow: Flow, session: Session, event: CustomerMessage) -> CustomerMessage:
