@@ -171,9 +171,9 @@ async def test_quote_reply_with_other_text_is_an_ordinary_message(
         for conversation_id, typed in ((66, "atendente"), (67, "Plano Pro")):
             first = conversation_id * 10
             await h.post(incoming(conversation_id, first + 1, "Oi"))
-            await h.until(lambda c=conversation_id: len(h.sent(c)) == 1)
+            await h.until(lambda: len(h.sent(conversation_id)) == 1)  # noqa: B023
             await h.post(incoming(conversation_id, first + 2, "Sim"))
-            await h.until(lambda c=conversation_id: len(h.sent(c)) == 2)
+            await h.until(lambda: len(h.sent(conversation_id)) == 2)  # noqa: B023
             quoted = incoming(conversation_id, first + 3, typed)
             quoted["content_attributes"] = {"in_reply_to": h.sent(conversation_id)[0]["id"]}
             await h.post(quoted)
