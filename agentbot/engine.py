@@ -34,7 +34,9 @@ Decisions where design §6 leaves room:
   a question that wants a button, a message with media and no text gets the question again and
   counts no miss. A free-text (`text`) input takes media as its answer: the variable holds the
   caption (empty when there is none) and `<save_as>_attachments` the list of attachments (type,
-  URL, and a location's coordinates). A `phone` input takes a contact card's phone number.
+  URL, and a location's coordinates). A `phone` input takes a contact card's phone number. The
+  `image`, `audio`, `file` and `location` inputs take a message with that kind of attachment,
+  kept the same way; text alone is a miss there.
 - A message that would render empty is not sent (Chatwoot and WhatsApp refuse an empty body).
 """
 
@@ -48,7 +50,7 @@ from types import MappingProxyType
 from typing import Any, Literal
 from urllib.parse import quote
 
-from agentbot.answers import DEFAULT_ERRORS, InputType, parse_answer, parse_phone
+from agentbot.answers import DEFAULT_ERRORS, MEDIA_KINDS, InputType, parse_answer, parse_phone
 from agentbot.events import Contact, Conversation, CustomerMessage, OptionSubmitted
 from agentbot.expressions import holds, to_text
 from agentbot.flows import Block, Button, Flow, InputSpec, captured_variables, normalize
@@ -630,6 +632,11 @@ def _answer(
     """The value an input keeps for the event (and its attachments), or None when refused."""
     text = _text(event)
     attachments = event.attachments if isinstance(event, CustomerMessage) else ()
+    media = MEDIA_KINDS.get(spec.type)
+    if media is not None:
+        if not any(item.kind in media for item in attachments):
+            return None
+        return text.strip(), [item.as_value() for item in attachments]
     if attachments and spec.type is InputType.TEXT:
         return text.strip(), [item.as_value() for item in attachments]
     answer = parse_answer(spec.type, text, spec.pattern)

@@ -236,3 +236,59 @@ async def test_whatsapp_body_cut_and_empty_message_never_sent(db_dsn: str, tmp_p
         assert len(menu["content"]) == 1024
         assert menu["content"].endswith("…")
         assert all(m["content"].strip() for m in h.sent(69))
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("kind", "sent"),
+    [
+        ("image", "message_created_whatsapp_image.json"),
+        ("audio", "message_created_whatsapp_audio.json"),
+        ("file", "message_created_whatsapp_image.json"),
+        ("location", "message_created_whatsapp_location.json"),
+    ],
+)
+async def test_media_input_types(db_dsn: str, tmp_path: Path, kind: str, sent: str) -> None:
+    """A media input counts text as a miss; a wrong kind of attachment is the second miss
+    (handoff); a location input takes the location, kept in `resposta_attachments`."""
+    async with running(db_dsn, write_flow(tmp_path, input_flow(kind), "m.yaml")) as h:
+        await h.post(incoming(70, 1, "Oi"))
+        await h.until(lambda: len(h.sent(70)) == 1)
+        await h.post(incoming(70, 2, "segue"))
+        await h.until(lambda: len(h.sent(70)) == 2)
+        assert h.contents(70)[1].endswith("Descreva o problema")
+        assert h.query("select misses from workflow_conversations") == [(1,)]
+        if kind != "location":  # the location sample is a location: try a wrong kind too
+            wrong = sample("message_created_whatsapp_location.json", 70, 3)
+            await h.post(wrong)
+            await h.until(lambda: len(h.sent(70)) == 3)
+            await h.until(lambda: h.fake.status(70) == "open")
+            return
+        await h.post(sample(sent, 70, 3))
+        await h.until(lambda: len(h.sent(70)) == 3)
+        assert h.contents(70)[2] == "Recebido: "
+        [item] = variables(h, 70)["resposta_attachments"]
+        assert item["type"] == "location"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("kind", "sent", "file_type"),
+    [
+        ("image", "message_created_whatsapp_image.json", "image"),
+        ("audio", "message_created_whatsapp_audio.json", "audio"),
+        ("file", "message_created_whatsapp_audio.json", "audio"),
+    ],
+)
+async def test_media_input_takes_its_kind(
+    db_dsn: str, tmp_path: Path, kind: str, sent: str, file_type: str
+) -> None:
+    """A media input is answered by a message with its kind of attachment."""
+    async with running(db_dsn, write_flow(tmp_path, input_flow(kind), "m.yaml")) as h:
+        await h.post(incoming(71, 1, "Oi"))
+        await h.until(lambda: len(h.sent(71)) == 1)
+        await h.post(sample(sent, 71, 2))
+        await h.until(lambda: len(h.sent(71)) == 2)
+        assert h.contents(71)[1] == "Recebido: "
+        [item] = variables(h, 71)["resposta_attachments"]
+        assert item["type"] == file_type
