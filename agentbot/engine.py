@@ -38,13 +38,22 @@ Decisions where design §6 leaves room:
   `image`, `audio`, `file` and `location` inputs take a message with that kind of attachment,
   kept the same way; text alone is a miss there.
 - A message that would render empty is not sent (Chatwoot and WhatsApp refuse an empty body).
+- WhatsApp's 24-hour window: WhatsApp takes plain messages only within 24 hours of the
+  customer's last message (the session's context keeps its time as `customer_wrote_at`; a
+  session started by the API counts from its start if Chatwoot could reply then). Outside it,
+  what a timer or the inactivity says goes out as the flow's `template:` (the first message;
+  the rest are withheld), or, without a template, is withheld: `Step.withheld` lists what was
+  not sent, for the history. Labels, notes, handoffs and resolves are not messages and go on.
+- An abandoned session (inactivity) does what the flow's `inactivity.then` says: "handoff"
+  hands the conversation to humans (with the note of the collected answers), "resolve"
+  resolves it; without it the conversation is left as it is.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from types import MappingProxyType
 from typing import Any, Literal
@@ -56,7 +65,10 @@ from agentbot.expressions import holds, to_text
 from agentbot.flows import Block, Button, Flow, InputSpec, captured_variables, normalize
 from agentbot.templates import render, render_value
 
-MAX_MISSES = 2  # design §7: the second unmatched reply hands off
+MAX_MISSES = 2  # the second unmatched reply hands off
+WHATSAPP = "Channel::Whatsapp"
+WHATSAPP_WINDOW = timedelta(hours=24)  # plain messages only this long after the customer's
+CUSTOMER_WROTE_AT = "customer_wrote_at"  # context key: ISO time of the customer's last message
 SUMMARY_TITLE = "Dados coletados:"
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
@@ -226,6 +238,9 @@ class Step:
     outcome: Outcome
     block: str | None  # the block the event answered (None for a start)
     choice: str | None = None  # the chosen button's value
+    # outside WhatsApp's 24-hour window: Chatwoot's template_params for the first message
+    template: Mapping[str, Any] | None = None
+    withheld: tuple[Action, ...] = ()  # messages not sent (outside the window), for the history
 
 
 def choose_flow(flows: Sequence[Flow], inbox_id: int | None, text: str) -> Flow | None:
@@ -275,6 +290,7 @@ def snapshot(contact: Contact, conversation: Conversation) -> dict[str, Any]:
             "account_id": conversation.account_id,
             "inbox_id": conversation.inbox_id,
             "channel": conversation.channel,
+            "can_reply": conversation.can_reply,
             "labels": list(conversation.labels),
             "custom_attributes": dict(conversation.custom_attributes),
         },
@@ -356,7 +372,7 @@ def summary(flow: Flow, variables: Mapping[str, Any]) -> str:
 def _on_message(
     flow: Flow, session: Session | None, event: CustomerMessage | OptionSubmitted, now: datetime
 ) -> Step:
-    context = snapshot(event.contact, event.conversation)
+    context = {**snapshot(event.contact, event.conversation), CUSTOMER_WROTE_AT: now.isoformat()}
     said = normalize(_text(event))
     turn = _Turn(flow, now)
     if session is None or session.status is not Status.ACTIVE:
@@ -428,13 +444,29 @@ def _on_webhook(flow: Flow, session: Session | None, event: WebhookReply, now: d
 def _on_timer(flow: Flow, session: Session | None, event: TimerFired, now: datetime) -> Step:
     if session is None or session.status is not Status.ACTIVE:
         return Step(session, (), Outcome.IGNORED, event.block)
+    step = _timer_step(flow, session, event, now)
+    if not window_closed(session, now):
+        return step
+    return _outside_window(flow, step)
+
+
+def _timer_step(flow: Flow, session: Session, event: TimerFired, now: datetime) -> Step:
     turn = _Turn(flow, now)
     if event.kind == "inactivity":
         if session.inactive_at is None or now < session.inactive_at:
             return Step(session, (), Outcome.IGNORED, event.block)
         inactivity = flow.inactivity
-        if inactivity is not None and inactivity.message is not None:
-            turn.say(render(inactivity.message, scope(session)), session.block)
+        then = None
+        if inactivity is not None:
+            if inactivity.message is not None:
+                turn.say(render(inactivity.message, scope(session)), session.block)
+            then = inactivity.then
+        if then == "handoff":
+            turn._note(session, "", session.block)
+            turn.actions.append(Handoff("the customer stopped answering", session.block))
+            return turn.step(_stop(session, Status.HANDED_OFF), Outcome.ABANDONED, session.block)
+        if then == "resolve":
+            turn.actions.append(Resolve(session.block))
         session = _stop(session, Status.ABANDONED)
         return turn.step(session, Outcome.ABANDONED, session.block)
     if session.block != event.block or session.timeout_at is None or now < session.timeout_at:
@@ -446,6 +478,60 @@ def _on_timer(flow: Flow, session: Session | None, event: TimerFired, now: datet
         return Step(session, (), Outcome.IGNORED, event.block)
     session = turn.enter(session, block.timeout.next_block)
     return turn.step(session, Outcome.TIMED_OUT, block.id)
+
+
+def window_closed(session: Session, now: datetime) -> bool:
+    """WhatsApp's 24-hour window is closed at `now`: plain messages would be refused."""
+    conversation = session.context.get("conversation")
+    if not isinstance(conversation, Mapping) or conversation.get("channel") != WHATSAPP:
+        return False
+    wrote = _instant(session.context.get(CUSTOMER_WROTE_AT))
+    if wrote is None and conversation.get("can_reply") is not False:
+        wrote = session.started_at  # started by the API while the window was open
+    return wrote is None or now >= wrote + WHATSAPP_WINDOW
+
+
+def template_params(flow: Flow, names: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Chatwoot's `template_params` for the flow's `template:`, filled in; None without one."""
+    spec = flow.template
+    if spec is None:
+        return None
+    params: dict[str, Any] = {
+        "name": spec.name,
+        "language": spec.language,
+        "processed_params": render_value(spec.params, names),
+    }
+    if spec.category is not None:
+        params["category"] = spec.category
+    return params
+
+
+def _outside_window(flow: Flow, step: Step) -> Step:
+    """The step as WhatsApp takes it outside the window: the first message as the flow's
+    template, or none; the messages not sent are listed in `withheld`."""
+    kept: list[Action] = []
+    withheld: list[Action] = []
+    assert step.session is not None  # a timer's step always has its session
+    template = template_params(flow, scope(step.session))
+    sent_template = None
+    for action in step.actions:
+        if not isinstance(action, SendText | SendOptions):
+            kept.append(action)
+        elif template is not None and sent_template is None:
+            kept.append(action)
+            sent_template = template
+        else:
+            withheld.append(action)
+    return replace(step, actions=tuple(kept), template=sent_template, withheld=tuple(withheld))
+
+
+def _instant(value: object) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return None
 
 
 # --- carrying out one event ---------------------------------------------------------------

@@ -459,7 +459,22 @@ class Service:
             choice=result.choice,
             message_id=None if event is None else event.message_id,
         )
+        if template_params is None:
+            template_params = result.template
         await self._queue(tx, session_id, where, result.actions, template_params)
+        for action in result.withheld:
+            # Outside WhatsApp's 24-hour window, without a template: not sent, kept in history.
+            await tx.insert_interaction(
+                session_id=session_id,
+                account_id=where.account_id,
+                conversation_id=where.conversation_id,
+                direction="out",
+                kind="withheld",
+                block=action.block,
+                content=_content(action),
+            )
+        if result.withheld:
+            log.info("session.withheld", reason="whatsapp_window", messages=len(result.withheld))
         log.info(
             "session.stepped",
             flow=new.flow,

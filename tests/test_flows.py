@@ -1370,7 +1370,7 @@ LANGUAGE_RULES = [
         """,
         [
             "1: fallback: unknown block 'ajdua' (did you mean 'ajuda'?)",
-            "2: inactivity: expected a mapping with after, message, got the string '24h'",
+            "2: inactivity: expected a mapping with after, message, then, got the string '24h'",
         ],
         id="fallback-and-inactivity-shape",
     ),
