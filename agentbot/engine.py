@@ -558,9 +558,9 @@ class _Turn:
 
     def ask_again(self, session: Session, block: Block) -> Step:
         """The block's question again, with no miss counted."""
-        if block.message is not None:
-            text = render(block.message, scope(session))
-            self.actions.append(SendOptions(text, options(block), block.id))
+        assert block.message is not None  # loader.py: buttons always come with a message
+        text = render(block.message, scope(session))
+        self.actions.append(SendOptions(text, options(block), block.id))
         return self.step(session, Outcome.MEDIA, block.id)
 
     def labels(self, labels: tuple[str, ...], block: str) -> None:

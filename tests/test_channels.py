@@ -9,7 +9,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agentbot.channels import expand_reply, liquid_safe, messages, sent_titles, shows_buttons
+from agentbot.channels import (
+    delivery_channel,
+    expand_reply,
+    liquid_safe,
+    messages,
+    sent_titles,
+    shows_buttons,
+)
 from tests.fakes import render_liquid
 from tests.harness import incoming, running, widget_answer, write_flow
 
@@ -277,3 +284,24 @@ async def test_customer_liquid_is_never_evaluated(db_dsn: str, tmp_path: Path) -
         assert h.contents(45) == ["Oi {{agent.name}}, qual seu recado?", f"Recebido: {typed}"]
         assert h.sent(45)[1]["posted_content"] != typed  # it had to be written for Liquid
         assert h.fake.violations == []
+
+
+def test_delivery_channel() -> None:
+    """Instagram through a Facebook Page is delivered as Instagram (numbered options); other
+    Facebook Page conversations and other channels keep their channel."""
+    page = "Channel::FacebookPage"
+    assert delivery_channel(page, "instagram_direct_message") == "Channel::Instagram"
+    assert not shows_buttons(delivery_channel(page, "instagram_direct_message"))
+    assert delivery_channel(page, None) == page
+    assert delivery_channel("Channel::Whatsapp", "instagram_direct_message") == "Channel::Whatsapp"
+
+
+def test_whatsapp_body_is_cut_and_never_empty() -> None:
+    """A WhatsApp interactive body is cut to 1,024 characters and an empty one becomes "⋯";
+    other channels keep the text."""
+    [long] = messages("Channel::Whatsapp", "x" * 2000, [("Sim", "sim")])
+    assert len(long["content"]) == 1024
+    [empty] = messages("Channel::Whatsapp", " ", [("Sim", "sim")])
+    assert empty["content"] == "⋯"
+    [widget] = messages("Channel::WebWidget", "x" * 2000, [("Sim", "sim")])
+    assert len(widget["content"]) == 2000

@@ -193,3 +193,29 @@ def test_inactivity_then_must_be_handoff_or_resolve() -> None:
         flow(then="handof")
     assert "inactivity.then: expected 'handoff' or 'resolve', got 'handof'" in str(caught.value)
     assert "did you mean 'handoff'" in str(caught.value)
+
+
+def test_template_params_carry_the_category() -> None:
+    """A template with a category sends it in template_params (Chatwoot's API requires it)."""
+    template = (
+        "template: {name: retomada, language: pt_BR, category: UTILITY,"
+        ' params: {body: {"1": "{{nome}}"}}}'
+    )
+    result = step(flow(template=template), waiting(), TIMEOUT, START + timedelta(hours=25))
+    assert result.template == {**TEMPLATE_PARAMS, "category": "UTILITY"}
+
+
+def test_inactivity_deadline_of_a_flow_without_inactivity() -> None:
+    """A stored inactivity deadline of a flow version without `inactivity` abandons quietly."""
+    bare = parse_flow("name: janela\nblocks:\n  nome:\n    message: Oi\n", "flows/j.yaml")
+    result = step(bare, waiting(), INACTIVITY, START + timedelta(hours=30))
+    assert (result.actions, result.withheld) == ((), ())
+    assert result.session is not None
+    assert result.session.status is Status.ABANDONED
+
+
+def test_inactivity_without_a_message_only_resolves() -> None:
+    """An `inactivity` without a message says nothing and does what `then` says."""
+    text = "name: janela\ninactivity: {after: 30h, then: resolve}\nblocks:\n  nome:\n    message: Oi\n"
+    result = step(parse_flow(text, "flows/j.yaml"), waiting(), INACTIVITY, LATE)
+    assert (result.actions, result.withheld) == ((Resolve("nome"),), ())
