@@ -216,6 +216,6 @@ def test_inactivity_deadline_of_a_flow_without_inactivity() -> None:
 
 def test_inactivity_without_a_message_only_resolves() -> None:
     """An `inactivity` without a message says nothing and does what `then` says."""
-    text = "name: janela\ninactivity: {after: 30h, then: resolve}\nblocks:\n  nome:\n    message: Oi\n"
+    text = "name: janela\ninactivity: {after: 30h, then: resolve}\nblocks: {nome: {message: Oi}}\n"
     result = step(parse_flow(text, "flows/j.yaml"), waiting(), INACTIVITY, LATE)
     assert (result.actions, result.withheld) == ((Resolve("nome"),), ())
