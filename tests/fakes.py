@@ -1197,6 +1197,11 @@ class FakeChatwoot:
         if message_type == "outgoing" and isinstance(posted, str) and posted:
             drops = self._liquid_drops(call.account, conversation, sender)
             content = render_liquid(posted, drops)
+            meant = liquid_literal(posted)
+            if call.actor.kind == "bot" and content != meant:
+                # The bot's rule: Liquid gives back exactly the text it meant.
+                problem = f"Chatwoot's Liquid made {meant[:80]!r} into {content[:80]!r}"
+                self._violation("POST", call.op.template, problem)
         message = _Message(
             id=self._take_id("message"),
             account_id=call.account.id,
@@ -1689,6 +1694,18 @@ def render_liquid(content: str, drops: Mapping[str, Any]) -> str:
         return _LIQUID.from_string(modified).render(**drops)
     except liquid.exceptions.LiquidError:
         return content
+
+
+# agentbot writes a `{` or a backtick as a Liquid output of that character (channels.py).
+_LITERAL_OUTPUTS = {'{{ "%7B" | url_decode }}': "{", '{{ "%60" | url_decode }}': "`"}
+
+
+def liquid_literal(posted: str) -> str:
+    """The text a posted content stands for, reading agentbot's one-character Liquid outputs
+    as their character and everything else as written."""
+    for output, char in _LITERAL_OUTPUTS.items():
+        posted = posted.replace(output, char)
+    return posted
 
 
 def _free_port(host: str) -> int:
