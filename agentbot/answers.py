@@ -22,6 +22,8 @@ calendar, never against today), no logging. Each input type of design §6 has on
 - `cpf`: 11 digits, dots and dash optional, valid check digits, not all one digit; stored as
   the 11 digits.
 - `regex`: the whole trimmed text must match the flow's `pattern`; stored trimmed.
+- `image`, `audio`, `file`, `location`: answered by a message that carries that kind of
+  attachment (engine.py reads the attachments); text alone never answers them.
 """
 
 from __future__ import annotations
@@ -42,8 +44,19 @@ class InputType(StrEnum):
     DATE = "date"
     CPF = "cpf"
     REGEX = "regex"
+    IMAGE = "image"
+    AUDIO = "audio"
+    FILE = "file"
+    LOCATION = "location"
 
 
+# The attachment kinds (Chatwoot's file_type) that answer each media input type.
+MEDIA_KINDS: Mapping[InputType, frozenset[str]] = {
+    InputType.IMAGE: frozenset({"image"}),
+    InputType.AUDIO: frozenset({"audio"}),
+    InputType.FILE: frozenset({"image", "audio", "video", "file"}),
+    InputType.LOCATION: frozenset({"location"}),
+}
 DEFAULT_ERRORS: Mapping[InputType, str] = {
     InputType.TEXT: "Não recebi sua resposta. Pode escrever, por favor?",
     InputType.EMAIL: "Esse e-mail não parece válido. Digite algo como nome@exemplo.com.",
@@ -52,6 +65,10 @@ DEFAULT_ERRORS: Mapping[InputType, str] = {
     InputType.DATE: "Essa data não parece válida. Use o formato dd/mm/aaaa.",
     InputType.CPF: "Esse CPF não é válido. Confira os 11 dígitos.",
     InputType.REGEX: "Não entendi sua resposta. Pode conferir e enviar de novo?",
+    InputType.IMAGE: "Por favor, envie uma foto.",
+    InputType.AUDIO: "Por favor, envie um áudio.",
+    InputType.FILE: "Por favor, envie o arquivo.",
+    InputType.LOCATION: "Por favor, envie sua localização.",
 }
 
 # Brazil's area codes (DDD), from ANATEL's numbering plan.
@@ -102,6 +119,8 @@ def parse_answer(
             return parse_date(text)
         case InputType.CPF:
             return parse_cpf(text)
+        case InputType.IMAGE | InputType.AUDIO | InputType.FILE | InputType.LOCATION:
+            return None  # answered by an attachment only (engine.py)
     # only REGEX is left (mypy checks it); loader.py requires its pattern
     regex: Literal[InputType.REGEX] = kind
     assert pattern is not None, f"type {regex} needs a pattern"

@@ -26,7 +26,6 @@ from agentbot.errors import ChatwootRejected, ChatwootUnavailable, FlowError
 from agentbot.flows import Flow
 from agentbot.loader import flow_from_definition, parse_flow
 from agentbot.service import Result, Service, Where
-from agentbot.templates import render_value
 
 log = structlog.get_logger("agentbot.api")
 
@@ -142,7 +141,7 @@ async def start_workflow(request: Request) -> Response:
     context = engine.snapshot(contact, conversation)
     template = None
     if conversation.channel == WHATSAPP and not conversation.can_reply:
-        template = _template(flow, {**context, "nome": contact.name, **initial})
+        template = engine.template_params(flow, {**context, "nome": contact.name, **initial})
         if template is None:
             return error(
                 422,
@@ -318,20 +317,6 @@ def _from_rest(
         custom_attributes=dict(contact_custom) if isinstance(contact_custom, Mapping) else {},
     )
     return conversation, contact
-
-
-def _template(flow: Flow, scope: Mapping[str, Any]) -> dict[str, Any] | None:
-    spec = flow.template
-    if spec is None:
-        return None
-    params = {
-        "name": spec.name,
-        "language": spec.language,
-        "processed_params": render_value(spec.params, scope),
-    }
-    if spec.category is not None:
-        params["category"] = spec.category
-    return params
 
 
 async def conversation(request: Request) -> Response:

@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 
+from agentbot import channels
 from agentbot.config import Secret
 from agentbot.errors import ChatwootRejected, ChatwootUnavailable
 
@@ -32,8 +33,13 @@ class ChatwootClient:
     async def create_message(
         self, account_id: int, conversation_id: int, body: Mapping[str, Any]
     ) -> dict[str, Any]:
+        """Post a message. Chatwoot renders Liquid in an outgoing message's content before it
+        saves it: the content is written so that the rendering gives back the text we mean."""
+        data = dict(body)
+        if isinstance(data.get("content"), str):
+            data["content"] = channels.liquid_safe(data["content"])
         return await self._request(
-            "POST", f"{_conv(account_id, conversation_id)}/messages", json=dict(body)
+            "POST", f"{_conv(account_id, conversation_id)}/messages", json=data
         )
 
     async def labels(self, account_id: int, conversation_id: int) -> list[str]:

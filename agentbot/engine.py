@@ -38,27 +38,47 @@ Decisions where design §6 leaves room:
 - A burst of customer messages (the flow's `debounce`, held by the shell) is answered as one
   event: `burst_answer` picks the last message the flow takes on its own, else joins the texts
   into one (one miss); `burst_opening` picks the message that starts a new session.
+- Media (a photo, a voice note, a location, a contact card: `CustomerMessage.attachments`): at
+  a question that wants a button, a message with media and no text gets the question again and
+  counts no miss. A free-text (`text`) input takes media as its answer: the variable holds the
+  caption (empty when there is none) and `<save_as>_attachments` the list of attachments (type,
+  URL, and a location's coordinates). A `phone` input takes a contact card's phone number. The
+  `image`, `audio`, `file` and `location` inputs take a message with that kind of attachment,
+  kept the same way; text alone is a miss there.
+- A message that would render empty is not sent (Chatwoot and WhatsApp refuse an empty body).
+- WhatsApp's 24-hour window: WhatsApp takes plain messages only within 24 hours of the
+  customer's last message (the session's context keeps its time as `customer_wrote_at`; a
+  session started by the API counts from its start if Chatwoot could reply then). Outside it,
+  what a timer or the inactivity says goes out as the flow's `template:` (the first message;
+  the rest are withheld), or, without a template, is withheld: `Step.withheld` lists what was
+  not sent, for the history. Labels, notes, handoffs and resolves are not messages and go on.
+- An abandoned session (inactivity) does what the flow's `inactivity.then` says: "handoff"
+  hands the conversation to humans (with the note of the collected answers), "resolve"
+  resolves it; without it the conversation is left as it is.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from types import MappingProxyType
 from typing import Any, Literal
 from urllib.parse import quote
 
-from agentbot.answers import DEFAULT_ERRORS, parse_answer
+from agentbot.answers import DEFAULT_ERRORS, MEDIA_KINDS, InputType, parse_answer, parse_phone
 from agentbot.events import Contact, Conversation, CustomerMessage, OptionSubmitted
 from agentbot.expressions import holds, to_text
-from agentbot.flows import OPEN_NOW, Block, Button, Flow, captured_variables, normalize
+from agentbot.flows import OPEN_NOW, Block, Button, Flow, InputSpec, captured_variables, normalize
 from agentbot.hours import is_open
 from agentbot.splits import pick, split_key
 from agentbot.templates import render, render_value
 
-MAX_MISSES = 2  # design §7: the second unmatched reply hands off
+MAX_MISSES = 2  # the second unmatched reply hands off
+WHATSAPP = "Channel::Whatsapp"
+WHATSAPP_WINDOW = timedelta(hours=24)  # plain messages only this long after the customer's
+CUSTOMER_WROTE_AT = "customer_wrote_at"  # context key: ISO time of the customer's last message
 SUMMARY_TITLE = "Dados coletados:"
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
@@ -227,6 +247,7 @@ class Outcome(StrEnum):
     TIMED_OUT = "timed_out"
     ABANDONED = "abandoned"
     IGNORED = "ignored"  # a webhook reply or timer that no longer applies
+    MEDIA = "media"  # media without text at a question that wants a button: asked again
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,6 +261,9 @@ class Step:
     splits: tuple[tuple[str, str], ...] = ()
     # The blocks entered while handling the event, in order (the funnel's "entered").
     entered: tuple[str, ...] = field(default=(), compare=False)
+    # outside WhatsApp's 24-hour window: Chatwoot's template_params for the first message
+    template: Mapping[str, Any] | None = None
+    withheld: tuple[Action, ...] = ()  # messages not sent (outside the window), for the history
 
 
 def choose_flow(flows: Sequence[Flow], inbox_id: int | None, text: str) -> Flow | None:
@@ -289,6 +313,7 @@ def snapshot(contact: Contact, conversation: Conversation) -> dict[str, Any]:
             "account_id": conversation.account_id,
             "inbox_id": conversation.inbox_id,
             "channel": conversation.channel,
+            "can_reply": conversation.can_reply,
             "labels": list(conversation.labels),
             "custom_attributes": dict(conversation.custom_attributes),
         },
@@ -407,7 +432,7 @@ def summary(flow: Flow, variables: Mapping[str, Any]) -> str:
 def _on_message(
     flow: Flow, session: Session | None, event: CustomerMessage | OptionSubmitted, now: datetime
 ) -> Step:
-    context = snapshot(event.contact, event.conversation)
+    context = {**snapshot(event.contact, event.conversation), CUSTOMER_WROTE_AT: now.isoformat()}
     said = normalize(_text(event))
     turn = _Turn(flow, now)
     if session is None or session.status is not Status.ACTIVE:
@@ -437,10 +462,13 @@ def _on_message(
         session = replace(session, variables={}, inactive_at=_inactive_at(flow, now))
         return turn.step(turn.enter(session, flow.start), Outcome.RESTARTED, block.id)
     if block.input is not None:
-        answer = parse_answer(block.input.type, _text(event), block.input.pattern)
+        answer = _answer(block.input, event)
         if answer is not None:
-            session = turn.accept(session, block, answer)
+            session = turn.accept(session, block, *answer)
             return turn.step(session, Outcome.ANSWERED, block.id)
+    elif block.buttons and not said and isinstance(event, CustomerMessage) and event.attachments:
+        # A photo or a sticker where a button was wanted: ask again, it is not a wrong answer.
+        return turn.ask_again(session, block)
     if block.buttons or block.input is not None:
         return turn.miss(session, block)
     return turn.step(session, Outcome.NOT_WAITING, block.id)
@@ -476,13 +504,29 @@ def _on_webhook(flow: Flow, session: Session | None, event: WebhookReply, now: d
 def _on_timer(flow: Flow, session: Session | None, event: TimerFired, now: datetime) -> Step:
     if session is None or session.status is not Status.ACTIVE:
         return Step(session, (), Outcome.IGNORED, event.block)
+    step = _timer_step(flow, session, event, now)
+    if not window_closed(session, now):
+        return step
+    return _outside_window(flow, step)
+
+
+def _timer_step(flow: Flow, session: Session, event: TimerFired, now: datetime) -> Step:
     turn = _Turn(flow, now)
     if event.kind == "inactivity":
         if session.inactive_at is None or now < session.inactive_at:
             return Step(session, (), Outcome.IGNORED, event.block)
         inactivity = flow.inactivity
-        if inactivity is not None and inactivity.message is not None:
-            turn.say(render(inactivity.message, scope(session)), session.block)
+        then = None
+        if inactivity is not None:
+            if inactivity.message is not None:
+                turn.say(render(inactivity.message, scope(session)), session.block)
+            then = inactivity.then
+        if then == "handoff":
+            turn._note(session, "", session.block)
+            turn.actions.append(Handoff("the customer stopped answering", session.block))
+            return turn.step(_stop(session, Status.HANDED_OFF), Outcome.ABANDONED, session.block)
+        if then == "resolve":
+            turn.actions.append(Resolve(session.block))
         session = _stop(session, Status.ABANDONED)
         return turn.step(session, Outcome.ABANDONED, session.block)
     if session.block != event.block or session.timeout_at is None or now < session.timeout_at:
@@ -494,6 +538,60 @@ def _on_timer(flow: Flow, session: Session | None, event: TimerFired, now: datet
         return Step(session, (), Outcome.IGNORED, event.block)
     session = turn.enter(session, block.timeout.next_block)
     return turn.step(session, Outcome.TIMED_OUT, block.id)
+
+
+def window_closed(session: Session, now: datetime) -> bool:
+    """WhatsApp's 24-hour window is closed at `now`: plain messages would be refused."""
+    conversation = session.context.get("conversation")
+    if not isinstance(conversation, Mapping) or conversation.get("channel") != WHATSAPP:
+        return False
+    wrote = _instant(session.context.get(CUSTOMER_WROTE_AT))
+    if wrote is None and conversation.get("can_reply") is not False:
+        wrote = session.started_at  # started by the API while the window was open
+    return wrote is None or now >= wrote + WHATSAPP_WINDOW
+
+
+def template_params(flow: Flow, names: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Chatwoot's `template_params` for the flow's `template:`, filled in; None without one."""
+    spec = flow.template
+    if spec is None:
+        return None
+    params: dict[str, Any] = {
+        "name": spec.name,
+        "language": spec.language,
+        "processed_params": render_value(spec.params, names),
+    }
+    if spec.category is not None:
+        params["category"] = spec.category
+    return params
+
+
+def _outside_window(flow: Flow, step: Step) -> Step:
+    """The step as WhatsApp takes it outside the window: the first message as the flow's
+    template, or none; the messages not sent are listed in `withheld`."""
+    kept: list[Action] = []
+    withheld: list[Action] = []
+    assert step.session is not None  # a timer's step always has its session
+    template = template_params(flow, scope(step.session))
+    sent_template = None
+    for action in step.actions:
+        if not isinstance(action, SendText | SendOptions):
+            kept.append(action)
+        elif template is not None and sent_template is None:
+            kept.append(action)
+            sent_template = template
+        else:
+            withheld.append(action)
+    return replace(step, actions=tuple(kept), template=sent_template, withheld=tuple(withheld))
+
+
+def _instant(value: object) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return None
 
 
 # --- carrying out one event ---------------------------------------------------------------
@@ -547,7 +645,15 @@ class _Turn:
         return session, block.else_block or block.next_block
 
     def say(self, text: str, block: str) -> None:
-        self.actions.append(SendText(text, block))
+        if text.strip():  # an empty message is refused by Chatwoot's channels: never sent
+            self.actions.append(SendText(text, block))
+
+    def ask_again(self, session: Session, block: Block) -> Step:
+        """The block's question again, with no miss counted."""
+        assert block.message is not None  # loader.py: buttons always come with a message
+        text = render(block.message, scope(session))
+        self.actions.append(SendOptions(text, options(block), block.id))
+        return self.step(session, Outcome.MEDIA, block.id)
 
     def labels(self, labels: tuple[str, ...], block: str) -> None:
         if labels:
@@ -646,9 +752,17 @@ class _Turn:
             return _stop(session, Status.COMPLETED)
         return self.enter(session, target)
 
-    def accept(self, session: Session, block: Block, answer: Any) -> Session:
+    def accept(
+        self,
+        session: Session,
+        block: Block,
+        answer: Any,
+        attachments: list[dict[str, Any]] | None = None,
+    ) -> Session:
         assert block.input is not None
         variables = {**session.variables, block.input.save_as: answer}
+        if attachments is not None:
+            variables[attachments_variable(block.input.save_as)] = attachments
         session = replace(session, variables=variables, misses=0)
         target = block.save_to
         if target is not None:
@@ -684,6 +798,32 @@ class _Turn:
         else:
             self.say(text, block.id)
         return self.step(replace(session, misses=misses), Outcome.MISSED, block.id)
+
+
+def attachments_variable(save_as: str) -> str:
+    """The variable that holds the attachments of an input's answer."""
+    return f"{save_as}_attachments"
+
+
+def _answer(
+    spec: InputSpec, event: CustomerMessage | OptionSubmitted
+) -> tuple[Any, list[dict[str, Any]] | None] | None:
+    """The value an input keeps for the event (and its attachments), or None when refused."""
+    text = _text(event)
+    attachments = event.attachments if isinstance(event, CustomerMessage) else ()
+    media = MEDIA_KINDS.get(spec.type)
+    if media is not None:
+        if not any(item.kind in media for item in attachments):
+            return None
+        return text.strip(), [item.as_value() for item in attachments]
+    if attachments and spec.type is InputType.TEXT:
+        return text.strip(), [item.as_value() for item in attachments]
+    answer = parse_answer(spec.type, text, spec.pattern)
+    if answer is None and spec.type is InputType.PHONE:
+        # A contact card: Chatwoot puts the card's phone number in its fallback_title.
+        cards = (a.title for a in attachments if a.kind == "contact" and a.title)
+        answer = next((phone for card in cards if (phone := parse_phone(card))), None)
+    return None if answer is None else (answer, None)
 
 
 def _new_session(

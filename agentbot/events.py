@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from html.parser import HTMLParser
 from typing import Any
 
 ACTIONABLE_STATUS = "pending"
@@ -37,17 +38,47 @@ class Conversation:
     labels: tuple[str, ...] = ()
     can_reply: bool = True
     custom_attributes: Mapping[str, Any] = field(default_factory=dict)
+    # additional_attributes.type: "instagram_direct_message" for Instagram through a Facebook
+    # Page (Channel::FacebookPage), absent elsewhere
+    kind: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    """One item of a message's `attachments` (Chatwoot's Attachment#push_event_data)."""
+
+    kind: str  # file_type: image, audio, video, file, location, contact, fallback, share, ...
+    url: str | None = None  # data_url: the file, or a location's map link
+    title: str | None = None  # fallback_title: a location's name, a contact card's phone number
+    latitude: float | None = None  # coordinates_lat, for a location
+    longitude: float | None = None  # coordinates_long, for a location
+
+    def as_value(self) -> dict[str, Any]:
+        """The attachment as a flow variable holds it (JSON)."""
+        value: dict[str, Any] = {"type": self.kind, "url": self.url}
+        if self.title is not None:
+            value["title"] = self.title
+        if self.kind == "location":
+            value["latitude"] = self.latitude
+            value["longitude"] = self.longitude
+        return value
 
 
 @dataclass(frozen=True, slots=True)
 class CustomerMessage:
-    """An incoming, public message from the contact in a conversation the bot may act on."""
+    """An incoming, public message from the contact in a conversation the bot may act on.
+
+    `text` is what the customer wrote: for an e-mail, the reply without the quoted history.
+    A photo, voice note, location or contact card comes as `attachments`, with the caption (or
+    nothing) as `text`.
+    """
 
     conversation: Conversation
     contact: Contact
     message_id: int
     text: str
     in_reply_to: int | None = None
+    attachments: tuple[Attachment, ...] = ()
 
     @property
     def dedupe_key(self) -> str:
@@ -227,15 +258,97 @@ def _message_created(payload: Mapping[str, Any]) -> Event | Notice | Ignored:
         raise _Malformed("'content' is not a string")
     attributes = payload.get("content_attributes")
     in_reply_to = None
+    text = content or ""
     if isinstance(attributes, Mapping):
         in_reply_to = _maybe_int(attributes.get("in_reply_to"))
+        email = attributes.get("email")
+        if isinstance(email, Mapping):
+            text = email_reply(email, text)
     return CustomerMessage(
         conversation=conversation,
         contact=_contact(payload, sender),
         message_id=_int(payload.get("id"), "id"),
-        text=content or "",
+        text=text,
         in_reply_to=in_reply_to,
+        attachments=_attachments(payload.get("attachments")),
     )
+
+
+def email_reply(email: Mapping[str, Any], content: str) -> str:
+    """What the customer wrote in an e-mail, without the quoted history.
+
+    Chatwoot's MailPresenter keeps the mail in `content_attributes.email`; `text_content.quoted`
+    and `html_content.quoted` are the reply trimmed of the quoted history (EmailReplyTrimmer).
+    The text part wins; an HTML-only mail's trimmed reply is read as text; else `content`.
+    """
+    text = _get(email, "text_content", "quoted")
+    if isinstance(text, str) and text.strip():
+        return text.strip()
+    html = _get(email, "html_content", "quoted")
+    if isinstance(html, str) and html.strip():
+        reader = _HtmlText()
+        reader.feed(html)
+        reader.close()
+        read = reader.text()
+        if read:
+            return read
+    return content
+
+
+class _HtmlText(HTMLParser):
+    """The text of an HTML fragment: tags dropped, entities decoded, blocks on their own lines."""
+
+    BREAKS = frozenset({"br", "p", "div", "li", "tr", "h1", "h2", "h3", "h4", "blockquote"})
+    HIDDEN = frozenset({"style", "script", "head", "title"})
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self.hidden = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in self.HIDDEN:
+            self.hidden += 1
+        elif tag in self.BREAKS:
+            self.parts.append("\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self.HIDDEN:
+            self.hidden = max(0, self.hidden - 1)
+        elif tag in self.BREAKS:
+            self.parts.append("\n")
+
+    def handle_data(self, data: str) -> None:
+        if not self.hidden:
+            self.parts.append(data)
+
+    def text(self) -> str:
+        lines = (" ".join(line.split()) for line in "".join(self.parts).splitlines())
+        kept: list[str] = []
+        for line in lines:
+            if line or (kept and kept[-1]):
+                kept.append(line)
+        return "\n".join(kept).strip()
+
+
+def _attachments(raw: object) -> tuple[Attachment, ...]:
+    """The message's attachments; an item without a `file_type` is skipped."""
+    if not isinstance(raw, list):
+        return ()
+    found = []
+    for item in raw:
+        if not isinstance(item, Mapping) or not isinstance(item.get("file_type"), str):
+            continue
+        found.append(
+            Attachment(
+                kind=item["file_type"],
+                url=_str(item.get("data_url")),
+                title=_str(item.get("fallback_title")),
+                latitude=_float(item.get("coordinates_lat")),
+                longitude=_float(item.get("coordinates_long")),
+            )
+        )
+    return tuple(found)
 
 
 def _message_updated(payload: Mapping[str, Any]) -> Event | Notice | Ignored:
@@ -380,6 +493,8 @@ def _conversation_of(payload: Mapping[str, Any], conv: Mapping[str, Any]) -> Con
     if inbox_id is None:
         inbox_id = _maybe_int(_get(payload, "inbox", "id"))
     channel = conv.get("channel")
+    extra = conv.get("additional_attributes")
+    kind = extra.get("type") if isinstance(extra, Mapping) else None
     return Conversation(
         account_id=account_id,
         id=_int(conv.get("id"), "conversation.id"),
@@ -389,6 +504,7 @@ def _conversation_of(payload: Mapping[str, Any], conv: Mapping[str, Any]) -> Con
         labels=tuple(x for x in labels if isinstance(x, str)) if isinstance(labels, list) else (),
         can_reply=conv.get("can_reply") is not False,
         custom_attributes=dict(custom) if isinstance(custom, Mapping) else {},
+        kind=kind if isinstance(kind, str) else None,
     )
 
 
@@ -421,6 +537,12 @@ def _get(mapping: Mapping[str, Any], *keys: str) -> object:
 
 def _str(value: object) -> str | None:
     return value if isinstance(value, str) and value else None
+
+
+def _float(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
 
 
 def _maybe_int(value: object) -> int | None:

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from agentbot.channels import WHATSAPP_BODY
 from agentbot.flows import Block, Flow, exits
+from agentbot.templates import Template
 from agentbot.validation import Problem, line_at
 
 
 def flow_warnings(flow: Flow, file: str) -> list[Problem]:
     """What `agentbot check` warns about without refusing the flow: blocks that no way leads to
-    from the start (or the fallback), and answers after which the flow ends without a reply."""
+    from the start (or the fallback), answers after which the flow ends without a reply, and
+    a question whose own text is longer than WhatsApp's interactive body (it is cut there)."""
     reached: set[str] = set()
     pending = [flow.start] if flow.fallback is None else [flow.start, flow.fallback]
     while pending:
@@ -32,6 +35,14 @@ def flow_warnings(flow: Flow, file: str) -> list[Problem]:
         path = f"blocks.{block_id}"
         if block_id not in reached:
             warn(path, "no way leads to this block from the start")
+        if block.buttons and block.message is not None:
+            size = _own_text(block.message)
+            if size > WHATSAPP_BODY:
+                warn(
+                    f"{path}.message",
+                    f"the question's own text is {size} characters: WhatsApp shows at most "
+                    f"{WHATSAPP_BODY} with buttons, so it is cut there",
+                )
         if block.terminal or _routes(block):
             continue
         for i, button in enumerate(block.buttons):
@@ -43,6 +54,11 @@ def flow_warnings(flow: Flow, file: str) -> list[Problem]:
         if block.input is not None or block.webhook is not None:
             warn(path, "the flow ends after this block's answer without a reply to the customer")
     return problems
+
+
+def _own_text(message: Template) -> int:
+    """How many characters of a message are the flow's own (placeholders left out)."""
+    return sum(len(part) for part in message.parts if isinstance(part, str))
 
 
 def check_flow_set(flows: Sequence[tuple[str, Flow]]) -> list[Problem]:

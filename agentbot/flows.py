@@ -169,10 +169,13 @@ class Texts:
 
 @dataclass(frozen=True, slots=True)
 class Inactivity:
-    """`inactivity: {after, message}`: the session is abandoned after this long in silence."""
+    """`inactivity: {after, message, then}`: the session is abandoned after this long in
+    silence; `then` is what becomes of the conversation: "handoff" (humans take it), "resolve",
+    or None (it stays as it is, and the customer's next message starts over)."""
 
     after: timedelta
     message: Template | None = None
+    then: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

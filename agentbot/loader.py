@@ -89,7 +89,8 @@ TEMPLATE_KEYS = ("name", "language", "category", "params")
 TRIGGER_KEYS = ("default", "keywords", "inboxes", "widget")
 WORDS_KEYS = ("handoff", "restart")
 TEXTS_KEYS = ("retry", "handoff")
-INACTIVITY_KEYS = ("after", "message")
+INACTIVITY_KEYS = ("after", "message", "then")
+INACTIVITY_THEN = ("handoff", "resolve")
 BLOCK_KEYS = (
     "message",
     "buttons",
@@ -751,7 +752,12 @@ def _inactivity(definition: Mapping[str, Any], report: check.Report) -> Inactivi
     if check.required(raw, "after", "inactivity", report):
         after = check.duration(raw["after"], "inactivity.after", report)
     message = _optional_template(raw, "message", "inactivity", report)
-    return None if after is None else Inactivity(after, message)
+    then = check.optional_text(raw, "then", "inactivity", report)
+    if then is not None and then not in INACTIVITY_THEN:
+        hint = check.suggest(then, INACTIVITY_THEN)
+        report.add("inactivity.then", f"expected 'handoff' or 'resolve', got {then!r}{hint}")
+        then = None
+    return None if after is None else Inactivity(after, message, then)
 
 
 def _whatsapp_template(

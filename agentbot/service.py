@@ -39,7 +39,7 @@ from agentbot.events import (
     OptionSubmitted,
     WidgetOpened,
 )
-from agentbot.flows import Flow
+from agentbot.flows import Button, Flow
 from agentbot.outbox import encode
 from agentbot.store import NewSession, SessionRow, SessionState, Store, Tx
 from agentbot.templates import render
@@ -113,7 +113,7 @@ class Service:
             if decision.act is not lifecycle.Act.ENGINE:
                 log.info("message.quiet", reason=decision.reason, status=conv.status)
                 return Handled(Result.QUIET, flow=None if row is None else row.flow_name)
-            where = Where(conv.account_id, conv.id, conv.channel, conv.inbox_id, event.contact.id)
+            where = _where(conv, event.contact.id)
             await self._queue(tx, None if row is None else row.id, where, decision.actions)
             handled: Handled | None = None
             if payload is not None:
@@ -234,7 +234,7 @@ class Service:
             flow = engine.choose_widget_flow(flows, conv.inbox_id)
             if flow is None or not lifecycle.may_greet(await _state(tx, conv, row), now):
                 return Handled(Result.RECORDED)
-            where = Where(conv.account_id, conv.id, conv.channel, conv.inbox_id, event.contact.id)
+            where = _where(conv, event.contact.id)
             context = engine.snapshot(event.contact, conv)
             result = engine.start(flow, now, context=context)
             return await self._save(tx, None, where, result, event=None, now=now)
@@ -294,7 +294,7 @@ class Service:
             session = replace(_session(row), timeout_at=None, inactive_at=None)
             await tx.update_session(row.id, _state_of(session))
         contact_id = None if row is None else row.contact_id
-        where = Where(conv.account_id, conv.id, conv.channel, conv.inbox_id, contact_id)
+        where = _where(conv, contact_id)
         await self._queue(tx, None if row is None else row.id, where, decision.actions)
         log.info(
             "conversation.holder",
@@ -315,7 +315,7 @@ class Service:
         actions: tuple[Handoff, ...],
     ) -> Handled:
         await self._end_session(tx, row, conv, Status.HANDED_OFF, kind)
-        where = Where(conv.account_id, conv.id, conv.channel, conv.inbox_id, row.contact_id)
+        where = _where(conv, row.contact_id)
         await self._queue(tx, row.id, where, actions)
         log.info("session.humans", reason=kind, flow=row.flow_name, block=row.current_block)
         return Handled(Result.HUMANS, len(actions), row.flow_name)
@@ -394,14 +394,14 @@ class Service:
 
     async def _step(self, tx: Tx, row: SessionRow | None, event: Event, now: datetime) -> Handled:
         conv = event.conversation
-        where = Where(conv.account_id, conv.id, conv.channel, conv.inbox_id, event.contact.id)
+        where = _where(conv, event.contact.id)
         if row is not None and row.status == Status.ACTIVE:
             flow = await self._flow_of(tx, row, where)
             if flow is None:
                 return Handled(Result.ACTED, 1, row.flow_name)
             session = _session(row)
             if isinstance(event, CustomerMessage):
-                stale = await self._stale_reply(tx, row, event)
+                stale = await self._stale_reply(tx, row, flow, event)
                 if stale is not None:
                     return await self._save(
                         tx, row, where, _ask_again(flow, session, stale), event=event, now=now
@@ -444,15 +444,24 @@ class Service:
             self.on_commit()
         return handled
 
-    async def _stale_reply(self, tx: Tx, row: SessionRow, event: CustomerMessage) -> str | None:
+    async def _stale_reply(
+        self, tx: Tx, row: SessionRow, flow: Flow, event: CustomerMessage
+    ) -> str | None:
         """The block of an older question this WhatsApp reply answers (`in_reply_to`), if it
-        is not the question the session waits on now."""
+        is not the question the session waits on now and the reply is one of that question's
+        options. A quote-reply with other text ("atendente", an answer typed out) is an
+        ordinary message."""
         if event.in_reply_to is None:
             return None
         sent = await tx.sent_message(event.conversation.account_id, event.in_reply_to)
         if sent is None or sent.session_id != row.id or sent.kind != "options":
             return None
-        return None if sent.block == row.current_block else sent.block
+        if sent.block == row.current_block:
+            return None
+        quoted = flow.blocks.get(sent.block or "")
+        if quoted is None or not _is_option(event, quoted.buttons):
+            return None
+        return sent.block
 
     async def resume(
         self,
@@ -579,7 +588,22 @@ class Service:
                 block=block,
                 choice=arm,
             )
+        if template_params is None:
+            template_params = result.template
         await self._queue(tx, session_id, where, result.actions, template_params)
+        for action in result.withheld:
+            # Outside WhatsApp's 24-hour window, without a template: not sent, kept in history.
+            await tx.insert_interaction(
+                session_id=session_id,
+                account_id=where.account_id,
+                conversation_id=where.conversation_id,
+                direction="out",
+                kind="withheld",
+                block=action.block,
+                content=_content(action),
+            )
+        if result.withheld:
+            log.info("session.withheld", reason="whatsapp_window", messages=len(result.withheld))
         if lifecycle.rests(result):
             # A courtesy reply right after the flow's end is not a new conversation.
             until = now + lifecycle.QUIET_AFTER_END
@@ -652,6 +676,13 @@ def _humans_step_in(notice: Notice) -> bool:
     return status or (notice.assigned and notice.assignee_type == "User")
 
 
+def _where(conv: Conversation, contact_id: int | None) -> Where:
+    """Where a customer's event is about; messages follow the rules of the channel they are
+    delivered on (Instagram through a Facebook Page is Instagram)."""
+    channel = channels.delivery_channel(conv.channel, conv.kind)
+    return Where(conv.account_id, conv.id, channel, conv.inbox_id, contact_id)
+
+
 def _ask_again(flow: Flow, session: Session, stale: str) -> engine.Step:
     """A tap on a button of an older question: ask the current one again, count no miss."""
     block = flow.blocks.get(session.block)
@@ -660,6 +691,14 @@ def _ask_again(flow: Flow, session: Session, stale: str) -> engine.Step:
         text = render(block.message, engine.scope(session))
         actions = (SendOptions(text, engine.options(block), block.id),)
     return engine.Step(session, actions, engine.Outcome.IGNORED, stale)
+
+
+def _is_option(event: CustomerMessage, buttons: tuple[Button, ...]) -> bool:
+    """The reply is the title or the value of one of these options (as the channel showed it)."""
+    titles = [b.text for b in buttons]
+    full = channels.expand_reply(event.conversation.channel, event.text, titles)
+    said = replace(event, text=full)
+    return engine.match_button(buttons, said, positions=False) is not None
 
 
 def _expand_reply(flow: Flow, session: Session, event: CustomerMessage) -> CustomerMessage:

@@ -34,6 +34,7 @@ from typing import Any, Final, Literal
 
 import anyio
 import httpx
+import liquid
 import uvicorn
 from jsonschema import Draft202012Validator  # type: ignore[import-untyped, unused-ignore]
 from referencing import Registry
@@ -377,6 +378,7 @@ class _Message:
     echo_id: str | None
     template_params: dict[str, Any] | None
     sender: dict[str, Any] | None  # push_event_data of the sender
+    posted_content: str | None  # `content` as the client posted it, before Liquid
     sent_to_channel: bool  # False for private notes and for messages that carry a source_id
     created_at: int  # wall-clock epoch seconds
     at: float  # FakeChatwoot.now() when it was created; the flood guard counts with this
@@ -803,8 +805,9 @@ class FakeChatwoot:
     ) -> list[dict[str, Any]]:
         """Messages created in the conversation, oldest first, as the API rendered them.
 
-        Two keys are the fake's own: `sent_to_channel` (False for private notes and for messages
-        that carry a `source_id`) and `template_params` (as sent, or None).
+        Three keys are the fake's own: `sent_to_channel` (False for private notes and for
+        messages that carry a `source_id`), `template_params` (as sent, or None) and
+        `posted_content` (the content as posted; `content` is what Chatwoot's Liquid made of it).
         """
         with self._lock:
             return [
@@ -812,6 +815,7 @@ class FakeChatwoot:
                     **self._message_json(m),
                     "sent_to_channel": m.sent_to_channel,
                     "template_params": copy.deepcopy(m.template_params),
+                    "posted_content": m.posted_content,
                 }
                 for m in self._get(conversation_id, account_id).messages
             ]
@@ -1203,12 +1207,23 @@ class FakeChatwoot:
             raise _HttpError(422, {"error": "Validation failed: " + ", ".join(errors)})
         private = bool(body.get("private", False))
         source_id = body.get("source_id")
+        sender = self._sender(call, conversation, message_type)
+        posted = body.get("content")
+        content = posted
+        if message_type == "outgoing" and isinstance(posted, str) and posted:
+            drops = self._liquid_drops(call.account, conversation, sender)
+            content = render_liquid(posted, drops)
+            meant = liquid_literal(posted)
+            if call.actor.kind == "bot" and content != meant:
+                # The bot's rule: Liquid gives back exactly the text it meant.
+                problem = f"Chatwoot's Liquid made {meant[:80]!r} into {content[:80]!r}"
+                self._violation("POST", call.op.template, problem)
         message = _Message(
             id=self._take_id("message"),
             account_id=call.account.id,
             conversation_id=conversation.display_id,
             inbox_id=conversation.inbox_id,
-            content=body.get("content"),
+            content=content,
             message_type=message_type,
             content_type=content_type,
             content_attributes=copy.deepcopy(content_attributes),
@@ -1216,7 +1231,8 @@ class FakeChatwoot:
             source_id=source_id,
             echo_id=body.get("echo_id"),
             template_params=copy.deepcopy(body.get("template_params")),
-            sender=self._sender(call, conversation, message_type),
+            sender=sender,
+            posted_content=posted,
             sent_to_channel=not private and not source_id,
             created_at=int(time.time()),
             at=now,
@@ -1225,6 +1241,40 @@ class FakeChatwoot:
         if message_type == "incoming":
             self._reopen(conversation, inbox)
         return _Reply(200, self._message_json(message))
+
+    def _liquid_drops(
+        self, account: _Account, conversation: _Conversation, sender: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        """Liquidable#message_drops: contact, agent (the sender), conversation, inbox."""
+        contact = account.contacts[conversation.contact_id]
+        name = contact.get("name") or ""
+        words = name.split()
+        agent_name = (sender or {}).get("name") or ""
+        return {
+            "contact": {
+                "id": contact["id"],
+                "name": name,
+                "email": contact.get("email"),
+                "phone_number": contact.get("phone_number"),
+                "first_name": words[0] if words else None,
+                "last_name": words[-1] if len(words) > 1 else None,
+            },
+            "agent": {
+                "id": (sender or {}).get("id"),
+                "name": agent_name,
+                "first_name": agent_name.split()[0] if agent_name.split() else None,
+            },
+            "conversation": {
+                "id": conversation.display_id,
+                "display_id": conversation.display_id,
+                "contact_name": name.capitalize() or "Customer",
+                "custom_attribute": copy.deepcopy(conversation.custom_attributes),
+            },
+            "inbox": {
+                "id": conversation.inbox_id,
+                "name": account.inboxes[conversation.inbox_id].name,
+            },
+        }
 
     @staticmethod
     def _item_problems(content_type: str, content_attributes: Any) -> list[str]:
@@ -1691,6 +1741,34 @@ class FakeChatwoot:
 # ---------------------------------------------------------------------------------------------
 # Real HTTP
 # ---------------------------------------------------------------------------------------------
+
+
+_LIQUID = liquid.Environment()
+# Liquidable#modified_liquid_content: text between backticks is kept from Liquid.
+_BACKTICKS = re.compile(r"`(.*?)`", re.DOTALL)
+
+
+def render_liquid(content: str, drops: Mapping[str, Any]) -> str:
+    """What Chatwoot saves for an outgoing message's `content` (Liquidable#process_liquid_in_content
+    in app/models/concerns/liquidable.rb): backtick spans wrapped in `{% raw %}`, the whole
+    parsed and rendered with the drops; on a Liquid error the content is kept as it came."""
+    modified = _BACKTICKS.sub(lambda m: "{% raw %}`" + m.group(1) + "`{% endraw %}", content)
+    try:
+        return _LIQUID.from_string(modified).render(**drops)
+    except liquid.exceptions.LiquidError:
+        return content
+
+
+# agentbot writes a `{` or a backtick as a Liquid output of that character (channels.py).
+_LITERAL_OUTPUTS = {'{{ "%7B" | url_decode }}': "{", '{{ "%60" | url_decode }}': "`"}
+
+
+def liquid_literal(posted: str) -> str:
+    """The text a posted content stands for, reading agentbot's one-character Liquid outputs
+    as their character and everything else as written."""
+    for output, char in _LITERAL_OUTPUTS.items():
+        posted = posted.replace(output, char)
+    return posted
 
 
 def _free_port(host: str) -> int:

@@ -109,3 +109,9 @@ def test_every_type_has_a_portuguese_error_message() -> None:
     """A bad answer without error_message gets a default for its type."""
     assert set(DEFAULT_ERRORS) == set(InputType)
     assert all(message.endswith((".", "?")) for message in DEFAULT_ERRORS.values())
+
+
+@pytest.mark.parametrize("kind", ["image", "audio", "file", "location"])
+def test_media_types_take_no_text(kind: str) -> None:
+    """Text alone never answers a media input: only an attachment does (engine.py)."""
+    assert parse_answer(InputType(kind), "segue a foto") is None

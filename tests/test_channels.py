@@ -6,8 +6,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from agentbot.channels import expand_reply, messages, sent_titles, shows_buttons
+from agentbot.channels import (
+    delivery_channel,
+    expand_reply,
+    liquid_safe,
+    messages,
+    sent_titles,
+    shows_buttons,
+)
+from tests.fakes import render_liquid
 from tests.harness import incoming, running, widget_answer, write_flow
 
 LONG = ["Rastrear meu pedido agora", "Trocar ou devolver um item", "Falar com um atendente"]
@@ -215,3 +225,83 @@ async def test_web_widget_opened_greets_once(db_dsn: str, tmp_path: Path) -> Non
         await h.post(widget_answer(1290, h.sent(1290)[0]["id"], "Sim", "sim"))
         await h.until(lambda: len(h.sent(1290)) == 2)
         assert h.contents(1290)[1] == "Combinado."
+
+
+LIQUID_TEXTS = [
+    "{{contact.phone_number}}",
+    "{% if true %}sim{% endif %}",
+    "`{% endraw %}{{contact.phone_number}}`",
+    "preço {R$ 10} `código` {{",
+    "}}{{{%%}` ` `",
+    "texto comum, sem nada",
+]
+
+
+@pytest.mark.parametrize("text", LIQUID_TEXTS)
+def test_liquid_safe_renders_back_to_the_text(text: str) -> None:
+    """Chatwoot's Liquid rendering of liquid_safe(text) is exactly the text."""
+    drops = {"contact": {"phone_number": "+5511987654321", "name": "Ana"}}
+    assert render_liquid(liquid_safe(text), drops) == text
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("{}%`- abx|\"'\n")), max_size=40))
+def test_liquid_safe_any_text(text: str) -> None:
+    """Any text, Liquid-looking or not, comes out of Chatwoot's Liquid as it went in."""
+    assert render_liquid(liquid_safe(text), {"contact": {"name": "Ana"}}) == text
+
+
+def test_liquid_safe_leaves_plain_text_alone() -> None:
+    """Text without Liquid markup is posted as it is (backtick spans included)."""
+    assert liquid_safe("use `codigo` {x}") == "use `codigo` {x}"
+
+
+LIQUID_FLOW = """
+name: eco
+trigger: {default: true}
+blocks:
+  pergunta:
+    message: "Oi {{nome}}, qual seu recado?"
+    input: {type: text, save_as: recado}
+    next_block: eco
+  eco:
+    message: "Recebido: {{recado}}"
+"""
+
+
+@pytest.mark.anyio
+async def test_customer_liquid_is_never_evaluated(db_dsn: str, tmp_path: Path) -> None:
+    """A name and an answer that look like Liquid come back as typed after Chatwoot renders
+    the bot's messages; the fake renders every message it receives with Liquid."""
+    async with running(db_dsn, write_flow(tmp_path, LIQUID_FLOW, "eco.yaml")) as h:
+        first = incoming(45, 1, "Oi")
+        first["sender"]["name"] = "{{agent.name}}"
+        await h.post(first)
+        await h.until(lambda: len(h.sent(45)) == 1)
+        typed = "{{contact.phone_number}} `{% endraw %}{{inbox.name}}` {% raw %}"
+        await h.post(incoming(45, 2, typed))
+        await h.until(lambda: len(h.sent(45)) == 2)
+        assert h.contents(45) == ["Oi {{agent.name}}, qual seu recado?", f"Recebido: {typed}"]
+        assert h.sent(45)[1]["posted_content"] != typed  # it had to be written for Liquid
+        assert h.fake.violations == []
+
+
+def test_delivery_channel() -> None:
+    """Instagram through a Facebook Page is delivered as Instagram (numbered options); other
+    Facebook Page conversations and other channels keep their channel."""
+    page = "Channel::FacebookPage"
+    assert delivery_channel(page, "instagram_direct_message") == "Channel::Instagram"
+    assert not shows_buttons(delivery_channel(page, "instagram_direct_message"))
+    assert delivery_channel(page, None) == page
+    assert delivery_channel("Channel::Whatsapp", "instagram_direct_message") == "Channel::Whatsapp"
+
+
+def test_whatsapp_body_is_cut_and_never_empty() -> None:
+    """A WhatsApp interactive body is cut to 1,024 characters and an empty one becomes "⋯";
+    other channels keep the text."""
+    [long] = messages("Channel::Whatsapp", "x" * 2000, [("Sim", "sim")])
+    assert len(long["content"]) == 1024
+    [empty] = messages("Channel::Whatsapp", " ", [("Sim", "sim")])
+    assert empty["content"] == "⋯"
+    [widget] = messages("Channel::WebWidget", "x" * 2000, [("Sim", "sim")])
+    assert len(widget["content"]) == 2000

@@ -10,6 +10,7 @@ import pytest
 
 from agentbot.answers import DEFAULT_ERRORS, InputType
 from agentbot.engine import (
+    CUSTOMER_WROTE_AT,
     AddLabels,
     Assign,
     CallWebhook,
@@ -150,7 +151,8 @@ CONTACT = Contact(
     phone_number="+5511987654321",
     custom_attributes={"plano": "pro"},
 )
-CTX = snapshot(CONTACT, CONV)
+# what a customer's message at NOW leaves in the session's context
+CTX = {**snapshot(CONTACT, CONV), CUSTOMER_WROTE_AT: NOW.isoformat()}
 
 
 def said(text: str, message_id: int = 1) -> CustomerMessage:
@@ -423,7 +425,8 @@ def with_attribute(scope_name: str, key: str, value: Any) -> dict[str, Any]:
 
 def later(session: Session, **changes: Any) -> Session:
     """`session` after a customer message at LATER restarted its inactivity count."""
-    return replace(session, inactive_at=LATER + timedelta(hours=1), **changes)
+    moved = replace(session, inactive_at=LATER + timedelta(hours=1), **changes)
+    return replace(moved, context={**moved.context, CUSTOMER_WROTE_AT: LATER.isoformat()})
 
 
 FORM_CASES = [

@@ -407,3 +407,68 @@ def test_widget_opened_ignored(payload: dict[str, Any], reason: str, malformed: 
     event = parse(payload)
     assert isinstance(event, Ignored)
     assert (event.reason, event.malformed) == (reason, malformed)
+
+
+def test_email_reads_the_trimmed_reply() -> None:
+    """An e-mail's text is text_content.quoted, without the quoted history under it."""
+    event = parse(sample("message_created_email_reply"))
+    assert isinstance(event, CustomerMessage)
+    assert event.text == "1"
+
+
+@pytest.mark.parametrize(
+    ("html", "content", "text"),
+    [
+        ("<p>Quero o <b>Plano&nbsp;Pro</b></p>", "x", "Quero o Plano Pro"),
+        (
+            "<style>p {color: red}</style><div>Oi</div><br><br><br><div>tudo &amp; bem?</div>",
+            "x",
+            "Oi\n\ntudo & bem?",
+        ),
+        ("<style>só estilo</style></style>", "o conteúdo", "o conteúdo"),
+        ("   ", "o conteúdo", "o conteúdo"),
+    ],
+)
+def test_email_html_only_is_read_as_text(html: str, content: str, text: str) -> None:
+    """An HTML-only e-mail's trimmed reply is read as text (tags and styles out, entities
+    decoded); when nothing readable is left, the message's content is used."""
+    data = sample("message_created_email_html_only")
+    data["content"] = content
+    data["content_attributes"]["email"]["html_content"]["quoted"] = html
+    event = parse(data)
+    assert isinstance(event, CustomerMessage)
+    assert event.text == text
+
+
+def test_attachments_become_part_of_the_event() -> None:
+    """Attachments come with the message: type, URL, a location's coordinates and title; an
+    item without a file_type is skipped and bad coordinates are left out."""
+    location = parse(sample("message_created_whatsapp_location"))
+    assert isinstance(location, CustomerMessage)
+    assert location.text == ""
+    [place] = location.attachments
+    assert place.as_value() == {
+        "type": "location",
+        "url": "https://maps.google.com/?q=-23.5614,-46.6559",
+        "title": "Av. Paulista, 1578, São Paulo",
+        "latitude": -23.5614,
+        "longitude": -46.6559,
+    }
+    data = sample("message_created_whatsapp_image")
+    data["attachments"] = [{"id": 1}, "x", {**data["attachments"][0], "coordinates_lat": True}]
+    image = parse(data)
+    assert isinstance(image, CustomerMessage)
+    [photo] = image.attachments
+    assert (photo.kind, photo.latitude, photo.title) == ("image", None, None)
+    assert photo.as_value() == {"type": "image", "url": data["attachments"][2]["data_url"]}
+    assert parse({**data, "attachments": "nenhum"}).attachments == ()  # type: ignore[union-attr]
+
+
+def test_instagram_through_a_facebook_page_is_marked() -> None:
+    """A Facebook Page conversation of Instagram direct messages carries its type."""
+    event = parse(sample("message_created_instagram_via_facebook_page"))
+    assert isinstance(event, CustomerMessage)
+    assert (event.conversation.channel, event.conversation.kind) == (
+        "Channel::FacebookPage",
+        "instagram_direct_message",
+    )

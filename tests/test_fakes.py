@@ -433,3 +433,18 @@ def test_delay_makes_a_client_time_out():
         http.get("/api/v1/accounts/1/inboxes", headers={"api_access_token": "user-token"})
     [pending] = fake.requests
     assert pending.status is None
+
+
+@pytest.mark.anyio
+async def test_fake_renders_liquid_and_flags_what_liquid_changed(fake, bot):
+    """The fake keeps what Chatwoot's Liquid makes of an outgoing message, and records a
+    violation when a bot's message does not come out as the text it stands for."""
+    from agentbot.channels import liquid_safe
+
+    fake.add_conversation(1, 5)
+    for content in (liquid_safe("{{contact.phone_number}}"), "{{ 'x' | upcase }}"):
+        sent = await bot.post("conversations/5/messages", json={"content": content})
+        assert sent.status_code == 200
+    assert [m["content"] for m in fake.messages(5)] == ["{{contact.phone_number}}", "X"]
+    assert len(fake.violations) == 1
+    assert "Liquid made \"{{ 'x' | upcase }}\" into 'X'" in fake.violations[0]

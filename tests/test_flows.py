@@ -404,6 +404,28 @@ def test_warnings_for_unreachable_blocks_and_silent_ends() -> None:
     assert flow_warnings(parse_flow(example_text(), FILE), FILE) == []
 
 
+def test_warning_for_a_question_longer_than_whatsapp_shows() -> None:
+    """check warns when a question's own text (placeholders aside) is over 1,024 characters;
+    text that placeholders may make longer is cut when sent, without a warning."""
+    long_text = "a" * 1025
+    text = yml(
+        f"""
+        blocks:
+          inicio:
+            message: "{long_text}"
+            buttons: [{{text: Sim, next_block: fim}}]
+          fim:
+            message: "{{{{nome}}}}{"b" * 1020}"
+            buttons: [{{text: Ok, next_block: inicio}}]
+        """
+    )
+    flow = parse_flow(text, FILE)
+    assert [str(problem) for problem in flow_warnings(flow, FILE)] == [
+        f"{FILE}:3: blocks.inicio.message: the question's own text is 1025 characters: WhatsApp"
+        " shows at most 1024 with buttons, so it is cut there",
+    ]
+
+
 @pytest.mark.parametrize(
     ("webhook", "method", "retry", "timeout"),
     [
@@ -1348,7 +1370,7 @@ LANGUAGE_RULES = [
         """,
         [
             "1: fallback: unknown block 'ajdua' (did you mean 'ajuda'?)",
-            "2: inactivity: expected a mapping with after, message, got the string '24h'",
+            "2: inactivity: expected a mapping with after, message, then, got the string '24h'",
         ],
         id="fallback-and-inactivity-shape",
     ),

@@ -174,7 +174,10 @@ INVALID = [
     ),
     (
         "blocks: {a: {message: oi, input: {save_as: x, type: cep}}}",
-        ["'cep' is not one of ['text', 'email', 'phone', 'number', 'date', 'cpf', 'regex']"],
+        [
+            "'cep' is not one of ['text', 'email', 'phone', 'number', 'date', 'cpf', 'regex', "
+            "'image', 'audio', 'file', 'location']"
+        ],
     ),
     (
         "blocks: {a: {message: oi, timeout: {after: logo, next_block: a}}}",

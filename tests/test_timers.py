@@ -114,3 +114,80 @@ async def test_two_replicas_fire_once(db_dsn: str, tmp_path: Path) -> None:
         assert all(len(h.sent(700 + i)) == 2 for i in range(20))
         timed_out = h.query("select count(*) from workflow_interactions where kind = 'timed_out'")
         assert timed_out == [(20,)]
+
+
+WINDOW_FLOW = """
+trigger: {default: true}
+inactivity: {after: 30h, message: "Vou encerrar por inatividade.", then: %s}
+%s
+blocks:
+  pergunta:
+    message: "Ainda está aí?"
+    buttons: [{text: Sim, next_block: fim}]
+    timeout: {after: 25h, next_block: lembrete}
+  lembrete:
+    message: "Estou esperando sua resposta, {{nome}}."
+    buttons: [{text: Sim, next_block: fim}]
+  fim:
+    message: "Ótimo!"
+"""
+TEMPLATE = (
+    "template: {name: retomada, language: pt_BR, category: UTILITY,"
+    ' params: {body: {"1": "{{nome}}"}}}'
+)
+
+
+async def test_outside_whatsapp_window_timer_uses_the_template(db_dsn: str, tmp_path: Path) -> None:
+    """25 hours after the customer's message the reminder goes out as the flow's approved
+    template (Chatwoot's template_params); so does the inactivity message, and the abandoned
+    session is then resolved."""
+    clock = Clock()
+    flows = write_flow(tmp_path, WINDOW_FLOW % ("resolve", TEMPLATE), "janela.yaml")
+    async with running(db_dsn, flows, clock=clock) as h:
+        await h.post(incoming(63, 1, "Oi"))
+        await h.until(lambda: len(h.sent(63)) == 1)
+        clock.advance(hours=25)
+        await h.until(lambda: len(h.sent(63)) == 2)
+        reminder = h.sent(63)[1]
+        assert reminder["content"] == "Estou esperando sua resposta, Maria Silva."
+        assert reminder["template_params"] == {
+            "name": "retomada",
+            "language": "pt_BR",
+            "processed_params": {"body": {"1": "Maria Silva"}},
+            "category": "UTILITY",
+        }
+        clock.advance(hours=6)
+        await h.until(lambda: h.fake.status(63) == "resolved")
+        await h.settled()
+        assert len(h.sent(63)) == 3  # the inactivity message went out as the template too
+        assert h.query("select status from workflow_conversations") == [("abandoned",)]
+        assert h.fake.violations == []
+
+
+async def test_outside_whatsapp_window_without_template_nothing_is_sent(
+    db_dsn: str, tmp_path: Path
+) -> None:
+    """Without a template, what the timers say after 24 hours is not sent but recorded as
+    withheld; the abandoned session hands the conversation to humans."""
+    clock = Clock()
+    flows = write_flow(tmp_path, WINDOW_FLOW % ("handoff", ""), "janela.yaml")
+    async with running(db_dsn, flows, clock=clock) as h:
+        await h.post(incoming(64, 1, "Oi"))
+        await h.until(lambda: len(h.sent(64)) == 1)
+        clock.advance(hours=25)
+        await h.until(
+            lambda: h.query("select current_block from workflow_conversations") == [("lembrete",)]
+        )
+        clock.advance(hours=6)
+        await h.until(lambda: h.fake.status(64) == "open")
+        await h.settled()
+        assert h.contents(64)[0] == "Ainda está aí?"
+        assert [m["private"] for m in h.sent(64)] == [False]
+        withheld = h.query(
+            "select block, content from workflow_interactions where kind = 'withheld' order by id"
+        )
+        assert withheld == [
+            ("lembrete", "Estou esperando sua resposta, Maria Silva."),
+            ("lembrete", "Vou encerrar por inatividade."),
+        ]
+        assert h.query("select status from workflow_conversations") == [("handed_off",)]
