@@ -7,11 +7,10 @@ Every route needs `Authorization: Bearer <WORKFLOWS_API_TOKEN>`; every error is 
 
 from __future__ import annotations
 
-import hmac
 import json
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any, TypedDict, cast
+from typing import Any, Protocol, TypedDict, cast
 
 import structlog
 from starlette.requests import Request
@@ -19,21 +18,25 @@ from starlette.responses import JSONResponse, Response
 
 from agentbot import engine, events
 from agentbot.chatwoot import ChatwootClient
-from agentbot.config import Secret
 from agentbot.errors import ChatwootRejected, ChatwootUnavailable, FlowError
 from agentbot.flows import Flow, flow_from_definition, parse_flow
 from agentbot.service import Result, Service, Where
 from agentbot.templates import render_value
+from agentbot.tokens import Verifier
 
 log = structlog.get_logger("agentbot.api")
 
 WHATSAPP = "Channel::Whatsapp"
 
 
+class Tokens(Protocol):
+    api: Verifier
+
+
 class ApiState(TypedDict):
     service: Service
     client: ChatwootClient | None
-    api_token: Secret
+    credentials: Tokens
     clock: Callable[[], datetime]
     user_token: bool  # CHATWOOT_USER_TOKEN is set: flows may save contact attributes
 
@@ -42,11 +45,15 @@ def error(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse({"error": code, "message": message}, status_code=status)
 
 
+def bearer_ok(request: Request, token: Verifier) -> bool:
+    """True when the request carries `Authorization: Bearer <the API token>`."""
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    return scheme == "Bearer" and token.matches(given)
+
+
 def _authorized(request: Request) -> ApiState | Response:
     state = cast(ApiState, request.scope["state"])
-    given = request.headers.get("authorization", "")
-    expected = "Bearer " + state["api_token"].reveal()
-    if not hmac.compare_digest(given.encode(), expected.encode()):
+    if not bearer_ok(request, state["credentials"].api):
         return error(401, "unauthorized", "send Authorization: Bearer <WORKFLOWS_API_TOKEN>")
     return state
 

@@ -8,9 +8,13 @@ is the display id used in REST paths.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from agentbot.jsonsafe import ascii_int, bigint
 
 ACTIONABLE_STATUS = "pending"
 
@@ -91,10 +95,13 @@ class ConversationChanged:
     assignee_type: str | None  # "User", "AgentBot" or None
     assignee_id: int | None
     assigned: bool  # the assignee changed in this event
+    # A hash of the whole payload: its `updated_at` (to the microsecond) makes every real
+    # change unique, while a captured event replayed under a new delivery id is the same.
+    fingerprint: str = ""
 
     @property
-    def dedupe_key(self) -> None:
-        return None
+    def dedupe_key(self) -> str:
+        return f"conversation:{self.fingerprint}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,7 +267,14 @@ def _conversation_changed(name: str, payload: Mapping[str, Any]) -> Conversation
         assignee_type=assignee_type if isinstance(assignee_type, str) else None,
         assignee_id=_maybe_int(assignee.get("id")) if isinstance(assignee, Mapping) else None,
         assigned="assignee_id" in changed,
+        fingerprint=fingerprint(payload),
     )
+
+
+def fingerprint(payload: Mapping[str, Any]) -> str:
+    """A hash of the payload's content, the same however its keys are ordered."""
+    text = json.dumps(payload, sort_keys=True, ensure_ascii=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _widget_opened(payload: Mapping[str, Any]) -> WidgetOpened | Ignored:
@@ -367,9 +381,9 @@ def _maybe_int(value: object) -> int | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.isdigit():
-        return int(value)
+        return bigint(value)
+    if isinstance(value, str):
+        return ascii_int(value)
     return None
 
 

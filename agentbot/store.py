@@ -205,6 +205,11 @@ where account_id = %(account_id)s and conversation_id = %(conversation_id)s
 order by id desc limit %(limit)s
 """
 SELECT_SETTING = "select value from agentbot_settings where key = %(key)s"
+SELECT_SETTINGS = "select key, value from agentbot_settings where key = any(%(keys)s)"
+UPSERT_SETTING = """
+insert into agentbot_settings (key, value) values (%(key)s, %(value)s)
+on conflict (key) do update set value = excluded.value, created_at = now()
+"""
 INSERT_SETTING = """
 insert into agentbot_settings (key, value) values (%(key)s, %(value)s)
 on conflict (key) do nothing
@@ -529,6 +534,16 @@ class Store:
             row = await cur.fetchone()
             assert row is not None
             return str(row[0]), str(row[0]) == value
+
+    async def settings(self, *keys: str) -> dict[str, str]:
+        """The stored values of these keys (absent keys left out)."""
+        async with self.transaction() as tx:
+            cur = await tx.conn.execute(SELECT_SETTINGS, {"keys": list(keys)})
+            return {str(k): str(v) for k, v in await cur.fetchall()}
+
+    async def replace_setting(self, key: str, value: str) -> None:
+        async with self.transaction() as tx:
+            await tx.conn.execute(UPSERT_SETTING, {"key": key, "value": value})
 
     # Outbox
 

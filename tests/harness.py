@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import itertools
 import json
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -23,6 +24,7 @@ from tests.conftest import SAMPLES, ServedApp
 from tests.fakes import FakeChatwoot, FakeChatwootServer
 
 WEBHOOK_TOKEN = "hook-token"
+API_TOKEN = "api-token"
 # Quick retries so that outages in tests last milliseconds, not minutes.
 FAST = RetryPolicy(
     in_process_attempts=3,
@@ -160,6 +162,7 @@ async def running(
             chatwoot_url=chatwoot.url,
             chatwoot_api_token=Secret(fake.bot_token),
             webhook_token=Secret(WEBHOOK_TOKEN),
+            api_token=Secret(API_TOKEN),
             flows_dir=flows_dir,
         )
         app = create_app(
@@ -183,6 +186,9 @@ def write_flow(directory: Path, text: str = SALES_FLOW, name: str = "vendas.yaml
     return directory
 
 
+_UPDATED_AT = itertools.count(1781964615.204117, 0.000001)
+
+
 def conversation_event(
     event: str,
     conversation_id: int,
@@ -197,6 +203,7 @@ def conversation_event(
         (SAMPLES / "conversation_status_changed_bot_handoff.json").read_text()
     )
     data.update(event=event, id=conversation_id, status=status, changed_attributes=changed)
+    data["updated_at"] = next(_UPDATED_AT)  # Chatwoot's to the microsecond: each event differs
     data["account"]["id"] = account_id
     data["meta"]["assignee"] = assignee
     data["meta"]["assignee_type"] = "User" if assignee else None

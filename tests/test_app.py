@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
+from agentbot import tokens
 from agentbot.config import Secret, Settings
 from tests.fakes import FakeChatwoot
-from tests.harness import incoming, running, write_flow
+from tests.harness import API_TOKEN, incoming, running, write_flow
 from tests.proxy import DatabaseProxy
 
 pytestmark = pytest.mark.anyio
@@ -230,7 +231,10 @@ async def test_generated_token_is_kept(db_dsn: str, tmp_path: Path) -> None:
     settings = Settings(flows_dir=write_flow(tmp_path))
     with capture_logs() as logs:
         async with running(db_dsn, tmp_path, settings=settings) as h:
-            token = h.query("select value from agentbot_settings where key = 'webhook_token'")[0][0]
+            [event] = [e for e in logs if e["event"] == "webhook.token_generated"]
+            token = event["webhook_url"].rpartition("?token=")[2]
+            stored = h.query("select value from agentbot_settings where key = 'webhook_token'")
+            assert stored == [(tokens.digest(token),)]  # kept hashed, never in clear
             assert (await h.post(incoming(97, 1, "Oi"), token=None)).status_code == 401
             assert (await h.post(incoming(97, 1, "Oi"), token=token)).status_code == 200
             health = (await h.http.get("/health")).json()
@@ -245,8 +249,17 @@ async def test_generated_token_is_kept(db_dsn: str, tmp_path: Path) -> None:
 
 
 async def test_health(db_dsn: str, tmp_path: Path) -> None:
-    """/health reports the database, the flows and what became of the events since the start."""
+    """/health reports the database, and with the API token the flows and what became of the
+    events since the start; without it, fixed keys only."""
     async with running(db_dsn, write_flow(tmp_path)) as h:
+        r = await h.http.get("/health")
+        assert r.json() == {
+            "status": "ok",
+            "database": "ok",
+            "chatwoot": "configured",
+            "flow_count": 1,
+        }
+        h.http.headers["authorization"] = f"Bearer {API_TOKEN}"
         r = await h.http.get("/health")
         assert r.status_code == 200
         assert r.json() == {

@@ -19,6 +19,7 @@ PURE = (
     "sandbox",
     "flowtests",
     "graph",
+    "jsonsafe",
 )
 SHELL = {"starlette", "httpx", "psycopg", "psycopg_pool", "asyncio", "structlog", "uvicorn"}
 SHELL |= {"os", "pathlib", "subprocess", "socket", "time", "random", "uuid", "secrets"}

@@ -164,7 +164,7 @@ def test_embedded_database_keeps_data(tmp_path: Path) -> None:
     env = environment(tmp_path)
     first = agentbot("migrate", env=env, cwd=tmp_path)
     assert first.returncode == 0, first.stderr
-    assert first.stdout.strip() == "applied 1 migration(s): 0001_initial.sql"
+    assert first.stdout.strip().startswith("applied 2 migration(s): 0001_initial.sql, 0002_")
     assert (tmp_path / "data" / "postgres" / "PG_VERSION").exists()
     second = agentbot("migrate", env=env, cwd=tmp_path)
     assert second.stdout.strip() == "applied 0 migration(s)"

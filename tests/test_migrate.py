@@ -22,6 +22,7 @@ TABLES = {
     "agentbot_settings",
     "schema_migrations",
 }
+SHIPPED = [m.name for m in load_migrations()]  # every file in agentbot/migrations, in order
 
 
 def tables(dsn: str) -> set[str]:
@@ -34,8 +35,8 @@ def tables(dsn: str) -> set[str]:
 
 async def test_empty_database(empty_db_dsn: str) -> None:
     """An empty database gets every table; a second run applies nothing."""
-    assert await pending(empty_db_dsn) == ["0001_initial.sql"]
-    assert await migrate(empty_db_dsn) == ["0001_initial.sql"]
+    assert await pending(empty_db_dsn) == SHIPPED
+    assert await migrate(empty_db_dsn) == SHIPPED
     assert tables(empty_db_dsn) == TABLES
     assert await migrate(empty_db_dsn) == []
     assert await pending(empty_db_dsn) == []
@@ -44,9 +45,10 @@ async def test_empty_database(empty_db_dsn: str) -> None:
 async def test_concurrent_migrations(empty_db_dsn: str) -> None:
     """Four migrators at once: each file applied exactly once, no error."""
     results = await asyncio.gather(*(migrate(empty_db_dsn) for _ in range(4)))
-    assert sorted(len(r) for r in results) == [0, 0, 0, 1]
+    assert sorted(len(r) for r in results) == [0, 0, 0, len(SHIPPED)]
     with psycopg.connect(empty_db_dsn) as conn:
-        assert conn.execute("select count(*) from schema_migrations").fetchone() == (1,)
+        count = conn.execute("select count(*) from schema_migrations").fetchone()
+        assert count == (len(SHIPPED),)
 
 
 async def test_failed_migration_rolls_back(empty_db_dsn: str) -> None:
@@ -88,7 +90,32 @@ async def test_missing_database_is_created(pg_admin: str) -> None:
     try:
         assert await ensure_database(dsn) is True
         assert await ensure_database(dsn) is False
-        assert await migrate(dsn) == ["0001_initial.sql"]
+        assert await migrate(dsn) == SHIPPED
     finally:
         with psycopg.connect(pg_admin, autocommit=True) as conn:
             conn.execute("drop database if exists agentbot_created_by_test with (force)")
+
+
+async def test_plain_tokens_are_hashed(empty_db_dsn: str) -> None:
+    """0002 hashes generated tokens that earlier versions stored in clear; the same token
+    still matches."""
+    from agentbot import tokens
+
+    first = [m for m in load_migrations() if m.name == "0001_initial.sql"]
+    await migrate(empty_db_dsn, first)
+    with psycopg.connect(empty_db_dsn) as conn:
+        conn.execute(
+            "insert into agentbot_settings (key, value) values"
+            " ('webhook_token', 'old-hook'), ('api_token', 'old-api'), ('other', 'kept')"
+        )
+    await migrate(empty_db_dsn)
+    with psycopg.connect(empty_db_dsn) as conn:
+        rows: dict[str, str] = dict(
+            conn.execute("select key, value from agentbot_settings").fetchall()
+        )
+    assert rows == {
+        "webhook_token": tokens.digest("old-hook"),
+        "api_token": tokens.digest("old-api"),
+        "other": "kept",
+    }
+    assert tokens.Verifier(rows["webhook_token"], generated=True).matches("old-hook")
