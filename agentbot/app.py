@@ -26,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from agentbot import api, bodies, events, jsonsafe, tokens
+from agentbot import api, bodies, destinations, events, jsonsafe, tokens
 from agentbot.catalog import Catalog
 from agentbot.chatwoot import ChatwootClient
 from agentbot.config import Secret, Settings
@@ -243,7 +243,7 @@ def create_app(
         )
         await pool.open(wait=True, timeout=30)
         http: httpx.AsyncClient | None = None
-        webhooks = httpx.AsyncClient(timeout=10.0, follow_redirects=False)
+        webhooks = destinations.client(settings.webhook_allowed)
         tasks: list[asyncio.Task[None]] = []
         try:
             store = Store(pool)

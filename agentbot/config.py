@@ -16,9 +16,11 @@ from urllib.parse import quote, urlsplit
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
+from agentbot.destinations import Allowed
 from agentbot.errors import ConfigError
 
 DEFAULT_ENV_FILE = "env-workflows"
+NOTHING_ALLOWED = Allowed()
 DEFAULT_DB_NAME = "chatwoot_workflows"
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("json", "console")
@@ -61,6 +63,9 @@ class Settings:
     flows_dir: Path = Path("flows")
     log_level: str = "info"
     log_format: str | None = None  # None: console on a terminal, json otherwise
+    # WEBHOOK_ALLOWED_NETWORKS: internal networks and hosts flow webhooks may call (by default
+    # loopback, private, link-local and metadata addresses are refused).
+    webhook_allowed: Allowed = NOTHING_ALLOWED
 
     @property
     def chatwoot_configured(self) -> bool:
@@ -92,6 +97,7 @@ class Settings:
             flows_dir=Path(get.text("FLOWS_DIR") or "flows"),
             log_level=get.choice("LOG_LEVEL", LOG_LEVELS) or "info",
             log_format=get.choice("LOG_FORMAT", LOG_FORMATS),
+            webhook_allowed=get.allowed("WEBHOOK_ALLOWED_NETWORKS"),
         )
 
     @classmethod
@@ -193,6 +199,12 @@ class _Getter:
         if not value.isdigit() or not 0 < int(value) < 65536:
             raise ConfigError(name, f"'{value}' is not a port number: use 1-65535")
         return int(value)
+
+    def allowed(self, name: str) -> Allowed:
+        try:
+            return Allowed.parse(self.text(name) or "")
+        except ValueError as exc:
+            raise ConfigError(name, f"has {exc}: use e.g. 10.0.0.0/8,crm.internal") from None
 
     def choice(self, name: str, choices: tuple[str, ...]) -> str | None:
         value = self.text(name)

@@ -23,6 +23,10 @@ class Unfit(ValueError):
     """The JSON cannot be taken in: the message says why."""
 
 
+class NotJson(Unfit):
+    """The text is not JSON at all."""
+
+
 def loads(text: str | bytes) -> Any:
     """Parse JSON as `json.loads` does, then `clean` it; `Unfit` for anything it refuses."""
     if _too_deep(text):
@@ -30,11 +34,11 @@ def loads(text: str | bytes) -> Any:
     try:
         return clean(json.loads(text, parse_constant=_constant, parse_int=_int))
     except UnicodeDecodeError as exc:
-        raise Unfit(f"the body is not UTF-8: {exc}") from exc
+        raise NotJson(f"the body is not UTF-8: {exc}") from exc
     except Unfit:
         raise
     except ValueError as exc:
-        raise Unfit(f"the body is not JSON: {exc}") from exc
+        raise NotJson(f"the body is not JSON: {exc}") from exc
 
 
 def clean(value: Any, depth: int = 0) -> Any:

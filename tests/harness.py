@@ -19,6 +19,7 @@ import psycopg
 
 from agentbot.app import create_app
 from agentbot.config import Secret, Settings
+from agentbot.destinations import Allowed
 from agentbot.outbox import RetryPolicy
 from tests.conftest import SAMPLES, ServedApp
 from tests.fakes import FakeChatwoot, FakeChatwootServer
@@ -155,6 +156,7 @@ async def running(
     policy: RetryPolicy = FAST,
     clock: Callable[[], datetime] | None = None,
     timer_interval: float = 0.05,
+    webhook_allowed: str = "",
 ) -> AsyncIterator[Harness]:
     fake = fake or FakeChatwoot()
     with FakeChatwootServer(fake) as chatwoot:
@@ -164,6 +166,7 @@ async def running(
             webhook_token=Secret(WEBHOOK_TOKEN),
             api_token=Secret(API_TOKEN),
             flows_dir=flows_dir,
+            webhook_allowed=Allowed.parse(webhook_allowed),
         )
         app = create_app(
             settings,
