@@ -74,12 +74,15 @@ _EMAIL = re.compile(
     r"@(?P<domain>(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63})"
 )
 MAX_EMAIL = 254
-_PHONE_CHARS = re.compile(r"\+?[\d\s().-]+")
-_NUMBER = re.compile(r"(?P<sign>[+-]?)\s*(?:R\$\s*)?(?P<body>\d[\d.,]*)")
-_GROUPED = re.compile(r"\d{1,3}(?:X\d{3})*")  # X stands for the thousands mark
-_BR_DATE = re.compile(r"(\d{1,2})([/.-])(\d{1,2})\2(\d{4})")
-_ISO_DATE = re.compile(r"(\d{4})-(\d{2})-(\d{2})")
-_CPF = re.compile(r"\d{3}\.?\d{3}\.?\d{3}-?\d{2}")
+_PHONE_CHARS = re.compile(r"\+?[\d\s().-]+", re.ASCII)
+# ASCII digits only (`\d` alone takes "፩" and the like), and at most MAX_NUMBER characters: a
+# longer number is no one's age or amount, and would not survive storage as JSON.
+_NUMBER = re.compile(r"(?P<sign>[+-]?)\s*(?:R\$\s*)?(?P<body>\d[\d.,]*)", re.ASCII)
+MAX_NUMBER = 30
+_GROUPED = re.compile(r"\d{1,3}(?:X\d{3})*", re.ASCII)  # X stands for the thousands mark
+_BR_DATE = re.compile(r"(\d{1,2})([/.-])(\d{1,2})\2(\d{4})", re.ASCII)
+_ISO_DATE = re.compile(r"(\d{4})-(\d{2})-(\d{2})", re.ASCII)
+_CPF = re.compile(r"\d{3}\.?\d{3}\.?\d{3}-?\d{2}", re.ASCII)
 
 
 def parse_answer(
@@ -154,6 +157,8 @@ def parse_number(text: str) -> int | float | None:
     if match is None:
         return None
     body = match["body"]
+    if len(body) > MAX_NUMBER:
+        return None
     commas, dots = body.count(","), body.count(".")
     if commas and dots:
         decimal_mark = "," if body.rfind(",") > body.rfind(".") else "."

@@ -46,6 +46,7 @@ from agentbot.answers import DEFAULT_ERRORS, parse_answer
 from agentbot.events import Contact, Conversation, CustomerMessage, OptionSubmitted
 from agentbot.expressions import holds, to_text
 from agentbot.flows import Block, Button, Flow, captured_variables, normalize
+from agentbot.jsonsafe import ascii_int
 from agentbot.templates import render, render_value
 
 MAX_MISSES = 2  # design §7: the second unmatched reply hands off
@@ -325,8 +326,9 @@ def match_button(
         for button in buttons:
             if said in (normalize(button.text), normalize(button.value)):
                 return button
-        if positions and said.isdigit() and 1 <= int(said) <= len(buttons):
-            return buttons[int(said) - 1]
+        position = ascii_int(said, max_digits=3) if positions else None
+        if position is not None and 1 <= position <= len(buttons):
+            return buttons[position - 1]
     return None
 
 
@@ -663,7 +665,10 @@ def _text(event: CustomerMessage | OptionSubmitted) -> str:
 
 
 def _url_part(value: str) -> str:
-    # a variable fills a part of the URL, never its structure: "/", "?", "&", "#" are escaped
+    # a variable fills a part of the URL, never its structure: "/", "?", "&", "#" are escaped,
+    # and so are the dots of "." and "..", which would otherwise move up the path
+    if value.strip(".") == "":
+        return value.replace(".", "%2E")
     return quote(value, safe="")
 
 
