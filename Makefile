@@ -29,8 +29,9 @@ flowtests: $(STAMP)
 	FLOWS_DIR=flows $(BIN)/agentbot test flows/tests
 
 # The pure core (no I/O, no clock) is covered branch for branch; the whole package at 90%.
-PURE := agentbot/flows.py,agentbot/events.py,agentbot/engine.py,agentbot/expressions.py,$\
-	agentbot/templates.py,agentbot/answers.py,agentbot/channels.py,agentbot/jsonsafe.py
+PURE := agentbot/flows.py,agentbot/validation.py,agentbot/loader.py,agentbot/flowchecks.py,$\
+	agentbot/events.py,agentbot/engine.py,agentbot/expressions.py,agentbot/templates.py,$\
+	agentbot/answers.py,agentbot/channels.py,agentbot/jsonsafe.py
 
 pytest: $(STAMP)
 	$(BIN)/pytest --cov --cov-report=term-missing:skip-covered --cov-fail-under=90 $(PYTEST_ARGS)

@@ -105,7 +105,7 @@ def parse_answer(
             return parse_date(text)
         case InputType.CPF:
             return parse_cpf(text)
-    # only REGEX is left (mypy checks it); flows.py requires its pattern
+    # only REGEX is left (mypy checks it); loader.py requires its pattern
     regex: Literal[InputType.REGEX] = kind
     assert pattern is not None, f"type {regex} needs a pattern"
     return text if pattern.fullmatch(text) else None

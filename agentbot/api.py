@@ -19,7 +19,8 @@ from starlette.responses import JSONResponse, Response
 from agentbot import engine, events
 from agentbot.chatwoot import ChatwootClient
 from agentbot.errors import ChatwootRejected, ChatwootUnavailable, FlowError
-from agentbot.flows import Flow, flow_from_definition, parse_flow
+from agentbot.flows import Flow
+from agentbot.loader import flow_from_definition, parse_flow
 from agentbot.service import Result, Service, Where
 from agentbot.templates import render_value
 from agentbot.tokens import Verifier

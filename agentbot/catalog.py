@@ -1,6 +1,6 @@
 """The flows the service runs: read from `FLOWS_DIR`, validated, synced into `workflow_configs`.
 
-Reading files happens here (the shell); parsing and validation are `flows.py`'s pure functions.
+Reading files happens here (the shell); parsing and validation are `loader.py`'s pure functions.
 A session keeps the version it started on, so versions no longer current are read back from the
 database on demand and cached.
 """
@@ -12,15 +12,11 @@ from pathlib import Path
 import structlog
 
 from agentbot.errors import FlowError
-from agentbot.flows import (
-    Flow,
-    Problem,
-    check_flow_set,
-    flow_from_definition,
-    flow_uses_contact_attributes,
-    parse_flow,
-)
+from agentbot.flowchecks import check_flow_set
+from agentbot.flows import Flow, flow_uses_contact_attributes
+from agentbot.loader import flow_from_definition, parse_flow
 from agentbot.store import Store
+from agentbot.validation import Problem
 
 log = structlog.get_logger("agentbot.catalog")
 

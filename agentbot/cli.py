@@ -24,13 +24,16 @@ from agentbot.database import Database, open_database
 from agentbot.doctor import DoctorOptions, doctor_command
 from agentbot.errors import AgentbotError, ConfigError, FlowError
 from agentbot.events import Contact
-from agentbot.flows import Flow, Problem, flow_warnings, parse_flow
+from agentbot.flowchecks import flow_warnings
+from agentbot.flows import Flow
 from agentbot.flowtests import Suite, parse_suite, run_suite
 from agentbot.graph import mermaid
+from agentbot.loader import parse_flow
 from agentbot.migrate import migrate
 from agentbot.register import DEFAULT_NAME, RegisterOptions, register_command
 from agentbot.sandbox import channel_name
 from agentbot.simulator import Simulation, parse_reply, parse_variable
+from agentbot.validation import Problem
 
 log = structlog.get_logger("agentbot.cli")
 

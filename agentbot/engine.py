@@ -276,7 +276,7 @@ def snapshot(contact: Contact, conversation: Conversation) -> dict[str, Any]:
 def scope(session: Session) -> dict[str, Any]:
     """The names templates and conditions see: the variables, `nome`, `contact`, `conversation`.
 
-    The contact and the conversation win over variables of the same name (flows.py forbids
+    The contact and the conversation win over variables of the same name (loader.py forbids
     such names, but a start's initial data may carry them).
     """
     contact = session.context.get("contact")

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from agentbot.flows import Problem
+    from agentbot.validation import Problem
 
 
 class AgentbotError(Exception):

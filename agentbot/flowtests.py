@@ -64,22 +64,22 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-import yaml
-
 from agentbot import engine
 from agentbot.errors import FlowError
 from agentbot.events import Contact, Conversation
 from agentbot.expressions import lookup
-from agentbot.flows import (
-    ATTRIBUTE,
-    DURATION,
-    DURATION_PART,
-    DURATION_UNITS,
-    Flow,
-    Problem,
-    read_yaml,
-)
+from agentbot.flows import Flow
+from agentbot.loader import ATTRIBUTE
 from agentbot.sandbox import WHATSAPP, Said, Sandbox, channel_name
+from agentbot.validation import (
+    Report,
+    describe,
+    duration,
+    line_at,
+    read_document,
+    suggest,
+    unknown_keys,
+)
 
 START = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -180,50 +180,14 @@ class Result:
 
 def parse_suite(text: str, file: str) -> Suite:
     """The test file's content; FlowError naming every problem in it (`file:line: path: ...`)."""
-    data, root = read_yaml(text, file)
-    lines: dict[str, int] = {}
-    try:
-        if root is not None:
-            _index(root, "", lines)
-        data = _plain(data)
-    except RecursionError as exc:
-        message = "a YAML alias refers to its own anchor: write the value out"
-        raise FlowError([Problem(file, 1, "(yaml)", message)]) from exc
-    report = _Report(file, lines)
-    suite = _suite(data, report)
+    document = read_document(text, file)
+    lines = document.lines
+    report = Report(file, lambda path: line_at(lines, path))
+    report.problems.extend(document.repeats)
+    suite = _suite(_plain(document.data), report)
     if report.problems or suite is None:
         raise FlowError(sorted(report.problems, key=lambda p: p.line))
     return suite
-
-
-class _Report:
-    __slots__ = ("file", "lines", "problems")
-
-    def __init__(self, file: str, lines: Mapping[str, int]) -> None:
-        self.file = file
-        self.lines = lines
-        self.problems: list[Problem] = []
-
-    def line(self, path: str) -> int:
-        while path and path not in self.lines:
-            cut = max(path.rfind("."), path.rfind("["))
-            path = path[:cut] if cut > 0 else ""
-        return self.lines.get(path, 1)
-
-    def add(self, path: str, message: str) -> None:
-        self.problems.append(Problem(self.file, self.line(path), path or "(root)", message))
-
-
-def _index(node: yaml.Node, path: str, lines: dict[str, int]) -> None:
-    lines.setdefault(path, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            child = f"{path}.{key.value}" if path else str(key.value)
-            lines.setdefault(child, key.start_mark.line + 1)
-            _index(value, child, lines)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            _index(item, f"{path}[{i}]", lines)
 
 
 def _plain(value: Any) -> Any:
@@ -237,44 +201,18 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _suggest(word: str, options: Sequence[str]) -> str:
-    close = difflib.get_close_matches(word, options, n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-def _describe(value: object) -> str:
-    if value is None:
-        return "nothing"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return f"the string {value!r}"
-    if isinstance(value, int | float):
-        return f"the number {value}"
-    return "a list" if isinstance(value, list) else "a mapping"
-
-
-def _unknown(
-    mapping: Mapping[Any, Any], allowed: Sequence[str], path: str, report: _Report
-) -> None:
-    for key in mapping:
-        if key not in allowed:
-            hint = _suggest(key, allowed) if isinstance(key, str) else ""
-            report.add(f"{path}.{key}" if path else str(key), f"unknown key {key!r}{hint}")
-
-
-def _suite(data: object, report: _Report) -> Suite | None:
+def _suite(data: object, report: Report) -> Suite | None:
     if not isinstance(data, Mapping):
-        report.add("", f"expected a mapping with flow and tests, got {_describe(data)}")
+        report.add("(root)", f"expected a mapping with flow and tests, got {describe(data)}")
         return None
-    _unknown(data, FILE_KEYS, "", report)
+    unknown_keys(data, FILE_KEYS, "", report)
     flow = data.get("flow")
     if not isinstance(flow, str) or not flow.strip():
         report.add("flow", "flow is missing: name the flow (or its file) these tests run")
     defaults = _setup(data, "", Setup(), report)
     tests = data.get("tests")
     if not isinstance(tests, list) or not tests:
-        report.add("tests", f"expected a list of tests, got {_describe(tests)}")
+        report.add("tests", f"expected a list of tests, got {describe(tests)}")
         return None
     cases = [_case(item, i, defaults, report) for i, item in enumerate(tests)]
     names: dict[str, int] = {}
@@ -288,10 +226,10 @@ def _suite(data: object, report: _Report) -> Suite | None:
     if not isinstance(flow, str):
         return None
     found = tuple(case for case in cases if case is not None)
-    return Suite(report.file, flow.strip(), report.line("flow"), found)
+    return Suite(report.file, flow.strip(), report.line_of("flow"), found)
 
 
-def _setup(data: Mapping[str, Any], path: str, base: Setup, report: _Report) -> Setup:
+def _setup(data: Mapping[str, Any], path: str, base: Setup, report: Report) -> Setup:
     """`base` with the settings `data` gives (the file's for every test, a test's for itself)."""
 
     def at(key: str) -> str:
@@ -301,7 +239,7 @@ def _setup(data: Mapping[str, Any], path: str, base: Setup, report: _Report) -> 
     if "contact" in data:
         raw = data["contact"]
         if isinstance(raw, Mapping):
-            _unknown(raw, CONTACT_KEYS, at("contact"), report)
+            unknown_keys(raw, CONTACT_KEYS, at("contact"), report)
             contact = Contact(
                 id=_integer(raw.get("id", 1), at("contact.id"), report),
                 name=_string(raw.get("name", ""), at("contact.name"), report),
@@ -314,7 +252,7 @@ def _setup(data: Mapping[str, Any], path: str, base: Setup, report: _Report) -> 
             )
             setup = replace(setup, contact=contact)
         else:
-            report.add(at("contact"), f"expected a mapping, got {_describe(raw)}")
+            report.add(at("contact"), f"expected a mapping, got {describe(raw)}")
     if "channel" in data:
         channel = _string(data["channel"], at("channel"), report)
         setup = replace(setup, channel=channel_name(channel))
@@ -323,125 +261,125 @@ def _setup(data: Mapping[str, Any], path: str, base: Setup, report: _Report) -> 
     if "conversation" in data:
         raw = data["conversation"]
         if isinstance(raw, Mapping):
-            _unknown(raw, CONVERSATION_KEYS, at("conversation"), report)
+            unknown_keys(raw, CONVERSATION_KEYS, at("conversation"), report)
             attributes = _mapping(
                 raw.get("custom_attributes", {}), at("conversation.custom_attributes"), report
             )
             labels = _strings(raw.get("labels", []), at("conversation.labels"), report)
             setup = replace(setup, conversation_attributes=attributes, labels=labels)
         else:
-            report.add(at("conversation"), f"expected a mapping, got {_describe(raw)}")
+            report.add(at("conversation"), f"expected a mapping, got {describe(raw)}")
     if "initial_data" in data:
         initial = _mapping(data["initial_data"], at("initial_data"), report)
         setup = replace(setup, initial_data=initial)
     return setup
 
 
-def _case(item: object, index: int, defaults: Setup, report: _Report) -> Case | None:
+def _case(item: object, index: int, defaults: Setup, report: Report) -> Case | None:
     path = f"tests[{index}]"
     if not isinstance(item, Mapping):
-        report.add(path, f"expected a test (a mapping with name and steps), got {_describe(item)}")
+        report.add(path, f"expected a test (a mapping with name and steps), got {describe(item)}")
         return None
-    _unknown(item, CASE_KEYS, path, report)
+    unknown_keys(item, CASE_KEYS, path, report)
     name = item.get("name", f"test {index + 1}")
     if not isinstance(name, str) or not name.strip():
-        report.add(f"{path}.name", f"expected a name, got {_describe(name)}")
+        report.add(f"{path}.name", f"expected a name, got {describe(name)}")
         name = f"test {index + 1}"
     setup = _setup(item, path, defaults, report)
     raw_steps = item.get("steps")
     if not isinstance(raw_steps, list) or not raw_steps:
-        report.add(f"{path}.steps", f"expected a list of steps, got {_describe(raw_steps)}")
+        report.add(f"{path}.steps", f"expected a list of steps, got {describe(raw_steps)}")
         return None
     steps = [_step(raw, f"{path}.steps[{i}]", i + 1, report) for i, raw in enumerate(raw_steps)]
     found = tuple(step for step in steps if step is not None)
-    return Case(name, report.line(path), setup, found)
+    return Case(name, report.line_of(path), setup, found)
 
 
-def _step(raw: object, path: str, number: int, report: _Report) -> Step | None:
+def _step(raw: object, path: str, number: int, report: Report) -> Step | None:
     if not isinstance(raw, Mapping) or len(raw) != 1:
         if isinstance(raw, Mapping) and len(raw) > 1:
             keys = ", ".join(str(key) for key in raw)
             report.add(path, f"a step has one key, this one has {keys}: write one step for each")
         else:
-            report.add(path, f"expected a step like `user: Oi` or `bot: ...`, got {_describe(raw)}")
+            report.add(path, f"expected a step like `user: Oi` or `bot: ...`, got {describe(raw)}")
         return None
     ((kind, value),) = raw.items()
     if kind not in STEP_KEYS:
-        hint = _suggest(kind, STEP_KEYS) if isinstance(kind, str) else ""
+        hint = suggest(kind, STEP_KEYS) if isinstance(kind, str) else ""
         report.add(path, f"unknown step {kind!r}{hint}")
         return None
     checker = _VALUES[kind]
     value = checker(value, f"{path}.{kind}", report)
-    return Step(number, report.line(path), kind, value)
+    return Step(number, report.line_of(path), kind, value)
 
 
-def _string(value: object, path: str, report: _Report) -> str:
+def _string(value: object, path: str, report: Report) -> str:
     if isinstance(value, str):
         return value
     if isinstance(value, int | float) and not isinstance(value, bool):
         return str(value)  # `user: 1` is the text "1"
-    message = f"expected text, got {_describe(value)}"
+    message = f"expected text, got {describe(value)}"
     if isinstance(value, bool):
         message += " (quote it: YAML reads yes, no, on and off as true or false)"
     report.add(path, message)
     return ""
 
 
-def _optional_string(raw: Mapping[str, Any], key: str, path: str, report: _Report) -> str | None:
+def _optional_string(raw: Mapping[str, Any], key: str, path: str, report: Report) -> str | None:
     return _string(raw[key], f"{path}.{key}", report) if key in raw else None
 
 
-def _strings(value: object, path: str, report: _Report) -> tuple[str, ...]:
+def _strings(value: object, path: str, report: Report) -> tuple[str, ...]:
     if not isinstance(value, list):
-        report.add(path, f"expected a list, got {_describe(value)}")
+        report.add(path, f"expected a list, got {describe(value)}")
         return ()
     return tuple(_string(item, f"{path}[{i}]", report) for i, item in enumerate(value))
 
 
-def _integer(value: object, path: str, report: _Report) -> int:
+def _integer(value: object, path: str, report: Report) -> int:
     if isinstance(value, int) and not isinstance(value, bool) and value > 0:
         return value
-    report.add(path, f"expected a positive whole number, got {_describe(value)}")
+    report.add(path, f"expected a positive whole number, got {describe(value)}")
     return 1
 
 
-def _flag(value: object, path: str, report: _Report) -> bool:
+def _flag(value: object, path: str, report: Report) -> bool:
     if isinstance(value, bool):
         return value
-    report.add(path, f"expected true or false, got {_describe(value)}")
+    report.add(path, f"expected true or false, got {describe(value)}")
     return False
 
 
-def _true(value: object, path: str, report: _Report) -> bool:
+def _true(value: object, path: str, report: Report) -> bool:
     if value is not True:
-        report.add(path, f"expected true, got {_describe(value)}")
+        report.add(path, f"expected true, got {describe(value)}")
     return True
 
 
-def _mapping(value: object, path: str, report: _Report) -> dict[str, Any]:
+def _mapping(value: object, path: str, report: Report) -> dict[str, Any]:
     if isinstance(value, Mapping):
         return {str(key): item for key, item in value.items()}
-    report.add(path, f"expected a mapping, got {_describe(value)}")
+    report.add(path, f"expected a mapping, got {describe(value)}")
     return {}
 
 
-def _keys(allowed: Sequence[str]) -> Callable[[object, str, _Report], dict[str, Any]]:
-    def check(value: object, path: str, report: _Report) -> dict[str, Any]:
+def _keys(allowed: Sequence[str]) -> Callable[[object, str, Report], dict[str, Any]]:
+    def check(value: object, path: str, report: Report) -> dict[str, Any]:
         mapping = _mapping(value, path, report)
-        _unknown(mapping, allowed, path, report)
+        unknown_keys(mapping, allowed, path, report)
         return mapping
 
     return check
 
 
-def _status(value: object, path: str, report: _Report) -> str:
+def _status(value: object, path: str, report: Report) -> str:
     text = _string(value, path, report)
     if text and text not in STATUSES:
-        report.add(path, f"unknown status {text!r}{_suggest(text, STATUSES)}")
+        report.add(path, f"unknown status {text!r}{suggest(text, STATUSES)}")
     return text
 
 
-def _attributes(value: object, path: str, report: _Report) -> dict[str, Any]:
+def _attributes(value: object, path: str, report: Report) -> dict[str, Any]:
     mapping = _mapping(value, path, report)
     for key in mapping:
         if not ATTRIBUTE.fullmatch(key):
@@ -452,13 +390,13 @@ def _attributes(value: object, path: str, report: _Report) -> dict[str, Any]:
     return mapping
 
 
-def _webhook(value: object, path: str, report: _Report) -> dict[str, Any]:
+def _webhook(value: object, path: str, report: Report) -> dict[str, Any]:
     mapping = _keys(WEBHOOK_KEYS)(value, path, report)
     if "json" in mapping and "text" in mapping:
         report.add(path, "give json or text, not both")
     status = mapping.get("status")
     if status is not None and not (isinstance(status, int) and 100 <= status <= 599):
-        report.add(f"{path}.status", f"expected an HTTP status, got {_describe(status)}")
+        report.add(f"{path}.status", f"expected an HTTP status, got {describe(status)}")
     if "error" in mapping:
         _string(mapping["error"], f"{path}.error", report)
     if "text" in mapping:
@@ -466,22 +404,18 @@ def _webhook(value: object, path: str, report: _Report) -> dict[str, Any]:
     return mapping
 
 
-def _call(value: object, path: str, report: _Report) -> dict[str, Any]:
+def _call(value: object, path: str, report: Report) -> dict[str, Any]:
     mapping = _keys(CALL_KEYS)(value, path, report)
     if "headers" in mapping:
         mapping["headers"] = _mapping(mapping["headers"], f"{path}.headers", report)
     return mapping
 
 
-def _wait(value: object, path: str, report: _Report) -> timedelta:
-    if isinstance(value, str) and DURATION.fullmatch(value):
-        parts = DURATION_PART.findall(value)
-        return timedelta(seconds=sum(int(n) * DURATION_UNITS[unit] for n, unit in parts))
-    report.add(path, f"expected a duration like 30s, 10m, 2h or 1d, got {_describe(value)}")
-    return timedelta()
+def _wait(value: object, path: str, report: Report) -> timedelta:
+    return duration(value, path, report) or timedelta()
 
 
-_VALUES: Mapping[str, Callable[[object, str, _Report], Any]] = {
+_VALUES: Mapping[str, Callable[[object, str, Report], Any]] = {
     "user": _string,
     "webhook": _webhook,
     "wait": _wait,
@@ -641,7 +575,7 @@ class _Run:
         details = [f"expected: {expected}", f"actual:   {actual}"]
         if expected not in self.flow.blocks:
             details.append(
-                f"the flow has no block {expected!r}{_suggest(expected, list(self.flow.blocks))}"
+                f"the flow has no block {expected!r}{suggest(expected, list(self.flow.blocks))}"
             )
         return "the session is at another block", tuple(details)
 

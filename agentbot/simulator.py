@@ -30,8 +30,9 @@ from typing import Any, TextIO
 
 from agentbot import channels, engine
 from agentbot.events import Contact, Conversation
-from agentbot.flows import DURATION, DURATION_PART, DURATION_UNITS, Flow
+from agentbot.flows import Flow
 from agentbot.sandbox import WHATSAPP, Sandbox
+from agentbot.validation import DURATION, DURATION_PART, DURATION_UNITS
 
 STATUS_REPLY = re.compile(r"(\d{3})(?:\s+(.*))?", re.DOTALL)
 HELP = "commands: /wait 30m, /vars, /restart, /quit; anything else is the customer's message"

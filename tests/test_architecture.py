@@ -10,6 +10,9 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PURE = (
     "flows",
+    "validation",
+    "loader",
+    "flowchecks",
     "events",
     "engine",
     "expressions",

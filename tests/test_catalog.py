@@ -67,7 +67,7 @@ async def test_refresh_picks_up_other_replicas_flows(db_dsn: str, tmp_path: Path
     import contextlib
 
     from agentbot.app import Credentials, WebhookAuth, refresh_flows
-    from agentbot.flows import parse_flow
+    from agentbot.loader import parse_flow
     from agentbot.tokens import Verifier
 
     async with AsyncConnectionPool(db_dsn, min_size=1, open=False) as pool:

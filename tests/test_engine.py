@@ -38,7 +38,8 @@ from agentbot.engine import (
     summary,
 )
 from agentbot.events import Contact, Conversation, CustomerMessage, OptionSubmitted
-from agentbot.flows import DEFAULT_HANDOFF_MESSAGE, DEFAULT_RETRY_MESSAGE, Flow, parse_flow
+from agentbot.flows import DEFAULT_HANDOFF_MESSAGE, DEFAULT_RETRY_MESSAGE, Flow
+from agentbot.loader import parse_flow
 
 NOW = datetime(2026, 6, 20, 14, 2, 11, tzinfo=UTC)
 LATER = NOW + timedelta(minutes=1)

@@ -15,6 +15,7 @@ import yaml
 from agentbot.answers import InputType
 from agentbot.errors import FlowError
 from agentbot.expressions import parse_expression
+from agentbot.flowchecks import check_flow_set, flow_warnings
 from agentbot.flows import (
     Block,
     Button,
@@ -25,24 +26,20 @@ from agentbot.flows import (
     HandoffSpec,
     Inactivity,
     InputSpec,
-    Problem,
     SaveTarget,
     Texts,
     TimeoutSpec,
     Trigger,
     WebhookSpec,
-    _unique_slug,
     captured_variables,
-    check_flow_set,
     exits,
-    flow_from_definition,
     flow_uses_contact_attributes,
     flow_version,
-    flow_warnings,
-    parse_flow,
     slugify,
 )
+from agentbot.loader import _unique_slug, flow_from_definition, parse_flow
 from agentbot.templates import parse_template
+from agentbot.validation import Problem
 
 FILE = "flows/teste.yaml"
 FLOWS_DIR = Path(__file__).parent.parent / "flows"
@@ -920,7 +917,7 @@ RULES = [
             message: Oi
             tags: &t [*t]
         """,
-        ["4: blocks.inicio.tags[0]: expected a string, got a list"],
+        ["4: (yaml): a YAML alias refers to its own anchor: write the value out"],
         id="recursive-alias",
     ),
 ]

@@ -9,8 +9,8 @@ import pytest
 
 from agentbot.errors import FlowError
 from agentbot.events import Contact
-from agentbot.flows import parse_flow
 from agentbot.flowtests import Failure, Setup, Step, _same, parse_suite, run_suite
+from agentbot.loader import parse_flow
 
 FILE = "flows/tests/mini.yaml"
 
@@ -274,8 +274,16 @@ PROBLEMS = [
     (
         "flow: mini\ntests: &t [{steps: *t}]\n",
         [
-            "flows/tests/mini.yaml:1: (yaml): a YAML alias refers to its own anchor:"
+            "flows/tests/mini.yaml:2: (yaml): a YAML alias refers to its own anchor:"
             " write the value out"
+        ],
+    ),
+    (
+        "flow: mini\ntests:\n  - name: a\n    name: b\n    steps:\n      - wait: 0s\n",
+        [
+            "flows/tests/mini.yaml:4: tests[0].name: key 'name' is repeated (first at line 3);"
+            " only the last counts",
+            "flows/tests/mini.yaml:6: tests[0].steps[0].wait: a duration must be more than zero",
         ],
     ),
 ]
@@ -300,6 +308,7 @@ PROBLEMS = [
         "yaml-syntax",
         "yaml-character",
         "yaml-recursive",
+        "same-rules-as-flows",
     ],
 )
 def test_problems(text: str, expected: list[str]) -> None:

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from agentbot.flows import Flow, exits, parse_flow
+from agentbot.flows import Flow, exits
 from agentbot.graph import ESCAPES, duration, mermaid
+from agentbot.loader import parse_flow
 
 FLOWS = Path(__file__).resolve().parent.parent / "flows"
 

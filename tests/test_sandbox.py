@@ -9,7 +9,7 @@ import pytest
 
 from agentbot import engine
 from agentbot.events import Contact, Conversation
-from agentbot.flows import parse_flow
+from agentbot.loader import parse_flow
 from agentbot.sandbox import Said, Sandbox, channel_name
 
 NOW = datetime(2026, 1, 1, 12, tzinfo=UTC)

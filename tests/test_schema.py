@@ -1,4 +1,4 @@
-"""flows/schema.json: the editors' view of the flow format, kept in step with flows.py."""
+"""flows/schema.json: the editors' view of the flow format, kept in step with loader.py."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ import pytest
 import yaml
 from jsonschema import Draft202012Validator  # type: ignore[import-untyped, unused-ignore]
 
-from agentbot import flows
+from agentbot import loader
 from agentbot.answers import InputType
 from agentbot.errors import FlowError
-from agentbot.flows import parse_flow
+from agentbot.loader import parse_flow
 from tests.harness import SALES_FLOW
 
 FLOWS = Path(__file__).resolve().parent.parent / "flows"
@@ -23,7 +23,7 @@ SCHEMA: dict[str, Any] = json.loads((FLOWS / "schema.json").read_text(encoding="
 VALIDATOR = Draft202012Validator(SCHEMA)
 SHIPPED = sorted(FLOWS.glob("*.yaml"))
 
-# flows.py's table of allowed keys -> where the schema describes that mapping
+# loader.py's table of allowed keys -> where the schema describes that mapping
 TABLES = {
     "TOP_KEYS": "#",
     "TRIGGER_KEYS": "#/$defs/trigger",
@@ -134,7 +134,7 @@ blocks:
     ids=["every-key", "sales", "handoff-true", "end-true"],
 )
 def test_valid_flows_match_the_schema(text: str) -> None:
-    """Flows that flows.py accepts, every key among them, validate against the schema."""
+    """Flows that loader.py accepts, every key among them, validate against the schema."""
     parse_flow(text, "valid.yaml")
     assert errors(yaml.safe_load(text)) == []
 
@@ -230,35 +230,35 @@ INVALID = [
     ],
 )
 def test_invalid_flows_are_rejected_by_schema_and_flows(text: str, messages: list[str]) -> None:
-    """What the schema rejects, flows.py rejects too; the schema says why, as editors show it."""
+    """What the schema rejects, loader.py rejects too; the schema says why, as editors show it."""
     assert errors(yaml.safe_load(text)) == sorted(messages)
     with pytest.raises(FlowError):
         parse_flow(text, "invalid.yaml")
 
 
 def test_every_key_table_of_flows_py_is_in_the_schema() -> None:
-    """Each allowed-key table in flows.py has its place in the schema, with exactly its keys,
+    """Each allowed-key table in loader.py has its place in the schema, with exactly its keys,
     a description for each, and no other key allowed: a key added on one side fails here."""
     tables = {
         name
-        for name in dir(flows)
-        if name.endswith("_KEYS") and isinstance(getattr(flows, name), tuple)
+        for name in dir(loader)
+        if name.endswith("_KEYS") and isinstance(getattr(loader, name), tuple)
     } - NOT_KEY_TABLES
-    assert tables == set(TABLES), "map the new table of flows.py to its place in the schema"
+    assert tables == set(TABLES), "map the new table of loader.py to its place in the schema"
     for name, pointer in TABLES.items():
         node = at(pointer)
-        assert set(node["properties"]) == set(getattr(flows, name)), name
+        assert set(node["properties"]) == set(getattr(loader, name)), name
         assert node["additionalProperties"] is False, pointer
         for key, spec in node["properties"].items():
             assert spec.get("description"), f"{pointer}: {key} has no description"
 
 
 def test_enumerations_match_flows_py() -> None:
-    """Input types, webhook methods and reserved names are the ones flows.py knows."""
+    """Input types, webhook methods and reserved names are the ones loader.py knows."""
     assert at("#/$defs/input")["properties"]["type"]["enum"] == [kind.value for kind in InputType]
     methods = at("#/$defs/webhook")["properties"]["method"]["enum"]
-    assert {method.upper() for method in methods} == set(flows.METHODS)
-    assert set(at("#/$defs/variable")["not"]["enum"]) == set(flows.RESERVED_NAMES)
+    assert {method.upper() for method in methods} == set(loader.METHODS)
+    assert set(at("#/$defs/variable")["not"]["enum"]) == set(loader.RESERVED_NAMES)
 
 
 @pytest.mark.parametrize(
@@ -295,7 +295,7 @@ def test_enumerations_match_flows_py() -> None:
     ],
 )
 def test_label_pattern_follows_flows_py(value: str, valid: bool) -> None:
-    """The schema's label pattern accepts and refuses what flows.py's label rule does."""
+    """The schema's label pattern accepts and refuses what loader.py's label rule does."""
     text = textwrap.dedent(
         f"""
         blocks:

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from agentbot.events import Contact
-from agentbot.flows import Flow, parse_flow
+from agentbot.flows import Flow
+from agentbot.loader import parse_flow
 from agentbot.simulator import Reply, Simulation, parse_reply, parse_variable
 from tests.test_flowtests import FLOW
 

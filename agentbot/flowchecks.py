@@ -1,0 +1,142 @@
+"""Checks on loaded flows as graphs of blocks: cycles that never wait for the customer,
+blocks no way leads to, answers after which the flow ends without a reply, and clashes between
+the flows of a set (a name used twice, two default flows for the same inboxes).
+
+This module does no I/O: it is handed flows (or the blocks being loaded) and gives problems.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from agentbot.flows import Block, Flow, exits
+from agentbot.validation import Problem, line_at
+
+
+def flow_warnings(flow: Flow, file: str) -> list[Problem]:
+    """What `agentbot check` warns about without refusing the flow: blocks that no way leads to
+    from the start (or the fallback), and answers after which the flow ends without a reply."""
+    reached: set[str] = set()
+    pending = [flow.start] if flow.fallback is None else [flow.start, flow.fallback]
+    while pending:
+        block_id = pending.pop()
+        if block_id not in reached:
+            reached.add(block_id)
+            pending.extend(target for _, target in exits(flow.blocks[block_id]))
+    problems: list[Problem] = []
+
+    def warn(path: str, message: str) -> None:
+        problems.append(Problem(file, line_at(flow.lines, path), path, message))
+
+    for block_id, block in flow.blocks.items():
+        path = f"blocks.{block_id}"
+        if block_id not in reached:
+            warn(path, "no way leads to this block from the start")
+        if block.terminal or _routes(block):
+            continue
+        for i, button in enumerate(block.buttons):
+            if button.next_block is None:
+                warn(
+                    f"{path}.buttons[{i}]",
+                    "choosing this button ends the flow without a reply to the customer",
+                )
+        if block.input is not None or block.webhook is not None:
+            warn(path, "the flow ends after this block's answer without a reply to the customer")
+    return problems
+
+
+def check_flow_set(flows: Sequence[tuple[str, Flow]]) -> list[Problem]:
+    """Problems between flows: a name used twice, two default flows for the same inboxes."""
+    problems: list[Problem] = []
+    owners: dict[str, str] = {}
+    defaults: list[tuple[str, Flow]] = []
+    for file, flow in flows:
+        if flow.name in owners:
+            message = f"flow name {flow.name!r} is already used by {owners[flow.name]}"
+            problems.append(Problem(file, line_at(flow.lines, "name"), "name", message))
+        else:
+            owners[flow.name] = file
+        if not flow.trigger.default:
+            continue
+        for other_file, other in defaults:
+            scope = _shared_scope(flow.trigger.inboxes, other.trigger.inboxes)
+            if scope is not None:
+                line = line_at(flow.lines, "trigger.default")
+                message = f"{other_file} is already the default flow for {scope}"
+                problems.append(Problem(file, line, "trigger.default", message))
+                break  # one clash is enough to tell the author what to fix
+        defaults.append((file, flow))
+    return problems
+
+
+def _shared_scope(inboxes: tuple[int, ...], others: tuple[int, ...]) -> str | None:
+    """The inboxes two default flows both claim, in words; None when they claim none in common.
+
+    A default without `inboxes` covers every inbox, but one with `inboxes` is more specific and
+    wins there, so only two unrestricted defaults, or two overlapping lists, clash.
+    """
+    if not inboxes and not others:
+        return "every inbox"
+    common = sorted(set(inboxes) & set(others))
+    if not common:
+        return None
+    numbers = ", ".join(str(inbox) for inbox in common)
+    return f"inbox {numbers}" if len(common) == 1 else f"inboxes {numbers}"
+
+
+def _routes(block: Block) -> list[tuple[str, str]]:
+    """(field, target) of each way out of a block once it is done, in the order they are tried."""
+    routes = [(f"conditions[{i}].next_block", c.next_block) for i, c in enumerate(block.conditions)]
+    if block.else_block is not None:
+        routes.append(("else", block.else_block))
+    if block.next_block is not None:
+        routes.append(("next_block", block.next_block))
+    return routes
+
+
+def _passing_routes(blocks: Mapping[str, Block], block_id: str) -> list[tuple[str, str]]:
+    """The routes taken at once, without waiting: those of a block that neither waits nor stops."""
+    block = blocks.get(block_id)
+    if block is None or block.waits or block.terminal:
+        return []
+    return _routes(block)
+
+
+def loops(blocks: Mapping[str, Block]) -> list[tuple[str, str]]:
+    """(path, message) of each cycle of blocks that never wait: entering it would run forever.
+
+    Each cycle is reported once, at the route out of its first block in the file.
+    """
+    found: list[tuple[str, str]] = []
+    order = {block_id: position for position, block_id in enumerate(blocks)}
+    finished: set[str] = set()
+    reported: set[str] = set()
+    for root in blocks:
+        if root in finished:
+            continue
+        trail = [root]  # the depth-first path, and where each block is on it
+        on_trail = {root: 0}
+        stack = [iter(_passing_routes(blocks, root))]
+        while stack:
+            following = next(stack[-1], None)
+            if following is None:
+                stack.pop()
+                done = trail.pop()
+                del on_trail[done]
+                finished.add(done)
+                continue
+            target = following[1]
+            if target in on_trail:
+                loop = trail[on_trail[target] :]
+                first = min(loop, key=order.__getitem__)
+                if first not in reported:
+                    reported.add(first)
+                    after = loop[(loop.index(first) + 1) % len(loop)]
+                    field_name = next(f for f, t in _routes(blocks[first]) if t == after)
+                    message = f"loops back to {first!r} without waiting for the customer"
+                    found.append((f"blocks.{first}.{field_name}", message))
+            elif target not in finished:
+                on_trail[target] = len(trail)
+                trail.append(target)
+                stack.append(iter(_passing_routes(blocks, target)))
+    return found
