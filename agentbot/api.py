@@ -7,19 +7,19 @@ Every route needs `Authorization: Bearer <WORKFLOWS_API_TOKEN>`; every error is 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any, Protocol, TypedDict, cast
+from typing import Any, Protocol, TypedDict, TypeGuard, cast
 
 import structlog
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from agentbot import engine, events
+from agentbot import bodies, engine, events
 from agentbot.chatwoot import ChatwootClient
 from agentbot.errors import ChatwootRejected, ChatwootUnavailable, FlowError
-from agentbot.flows import Flow
+from agentbot.flows import FLOW_NAME, Flow
+from agentbot.jsonsafe import BIGINT_MAX, ascii_int
 from agentbot.loader import flow_from_definition, parse_flow
 from agentbot.service import Result, Service, Where
 from agentbot.templates import render_value
@@ -64,9 +64,9 @@ async def start_workflow(request: Request) -> Response:
     if isinstance(state, Response):
         return state
     try:
-        body = json.loads(await request.body())
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return error(400, "bad_json", f"the body is not JSON: {exc}")
+        body = bodies.parse_json(await bodies.read(request, MAX_START_BODY))
+    except bodies.BodyRefused as exc:
+        return exc.response
     if not isinstance(body, dict):
         return error(422, "invalid", "send an object with conversationId and workflowName")
     if "contactId" in body or "inboxId" in body:
@@ -79,7 +79,7 @@ async def start_workflow(request: Request) -> Response:
     conversation_id = body.get("conversationId")
     name = body.get("workflowName")
     initial = body.get("initialData", {})
-    if isinstance(conversation_id, bool) or not isinstance(conversation_id, int):
+    if not _is_id(conversation_id):
         return error(422, "invalid", "conversationId must be the conversation's id (a number)")
     if not isinstance(name, str) or not name:
         return error(422, "invalid", "workflowName must name a flow")
@@ -104,7 +104,7 @@ async def start_workflow(request: Request) -> Response:
                 f"{len(accounts)} accounts",
             )
         account_id = accounts[0]
-    if isinstance(account_id, bool) or not isinstance(account_id, int):
+    if not _is_id(account_id):
         return error(422, "invalid", "accountId must be a number")
     try:
         shown = await client.conversation(account_id, conversation_id)
@@ -149,6 +149,14 @@ async def start_workflow(request: Request) -> Response:
         {"status": "started", "workflowName": name, "conversationId": conversation_id},
         status_code=201,
     )
+
+
+MAX_START_BODY = 64 * 1024
+
+
+def _is_id(value: object) -> TypeGuard[int]:
+    """A Chatwoot id: a positive integer PostgreSQL's bigint holds."""
+    return type(value) is int and 0 < value <= BIGINT_MAX
 
 
 def _from_rest(
@@ -208,9 +216,12 @@ async def conversation(request: Request) -> Response:
     raw = request.path_params["conversation_id"]
     service = state["service"]
     account = request.query_params.get("accountId")
-    if account is not None and not account.isdigit():
+    if not _is_id(raw):
+        return error(404, "not_found", "no conversation has that id")
+    account_id = None if account is None else ascii_int(account)
+    if account is not None and not _is_id(account_id):
         return error(422, "invalid", "accountId must be a number")
-    accounts = [int(account)] if account else await service.store.accounts_of(raw)
+    accounts = [account_id] if account_id else await service.store.accounts_of(raw)
     if not accounts:
         return JSONResponse({"conversation_id": raw, "session": None, "interactions": []})
     if len(accounts) > 1:
@@ -255,6 +266,8 @@ async def read_workflow(request: Request) -> Response:
     if isinstance(state, Response):
         return state
     name = request.path_params["name"]
+    if not FLOW_NAME.fullmatch(name):
+        return error(404, "unknown_flow", "no flow has that name (names are slugs)")
     row = await state["service"].store.current_flow(name)
     if row is None:
         return error(404, "unknown_flow", f"no flow named '{name}'")
@@ -275,9 +288,10 @@ async def store_workflow(request: Request) -> Response:
     state = _authorized(request)
     if isinstance(state, Response):
         return state
-    body = await request.body()
-    if len(body) > MAX_FLOW_BODY:
-        return error(413, "too_large", f"a flow is at most {MAX_FLOW_BODY} bytes")
+    try:
+        body = await bodies.read(request, MAX_FLOW_BODY)
+    except bodies.BodyRefused as exc:
+        return exc.response
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     try:
         if kind in YAML_TYPES:
@@ -309,11 +323,9 @@ async def store_workflow(request: Request) -> Response:
 
 def _flow_from_json(body: bytes) -> Flow | Response:
     try:
-        data = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return error(
-            400, "bad_json", f"the body is not JSON: {exc}; or send YAML as application/yaml"
-        )
+        data = bodies.parse_json(body, "; or send YAML as application/yaml")
+    except bodies.BodyRefused as exc:
+        return exc.response
     if not isinstance(data, dict) or not isinstance(data.get("config"), dict):
         return error(422, "invalid", 'send {"name": "...", "config": {<the flow>}}')
     name = data.get("name")

@@ -673,5 +673,6 @@ def _url_part(value: str) -> str:
 
 
 def _header_part(value: str) -> str:
-    # a line break in a header value would start a new header
-    return " ".join(value.splitlines())
+    # a line break in a header value would start a new header; other control characters are
+    # refused by HTTP: each becomes a space
+    return "".join(" " if c < " " or c == "\x7f" else c for c in " ".join(value.splitlines()))

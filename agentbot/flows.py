@@ -16,9 +16,12 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Literal
 
-from agentbot.answers import InputType
+from agentbot.answers import InputType, Matcher
 from agentbot.expressions import Expression
 from agentbot.templates import Template
+
+# A flow's name: a slug (it appears in URLs, logs and the database), at most 64 characters.
+FLOW_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 DEFAULT_HANDOFF_WORDS: tuple[str, ...] = ("atendente", "humano", "agent")
 DEFAULT_RESTART_WORDS: tuple[str, ...] = ("menu", "reiniciar", "restart")
@@ -51,7 +54,7 @@ class InputSpec:
 
     save_as: str
     type: InputType = InputType.TEXT
-    pattern: re.Pattern[str] | None = None
+    pattern: Matcher | None = None
     error_message: Template | None = None
     retries: int = DEFAULT_RETRIES
 

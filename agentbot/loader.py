@@ -15,6 +15,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import PurePosixPath
 from typing import Any
 
+import re2
+
 from agentbot import validation as check
 from agentbot.answers import InputType
 from agentbot.errors import FlowError
@@ -27,6 +29,7 @@ from agentbot.flows import (
     DEFAULT_RETRIES,
     DEFAULT_RETRY_MESSAGE,
     DEFAULT_WEBHOOK_TIMEOUT,
+    FLOW_NAME,
     MAX_BUTTON_TITLE,
     MAX_BUTTONS,
     MAX_LIST_TITLE,
@@ -110,6 +113,9 @@ RESERVED_NAMES = frozenset({"nome", "contact", "conversation"}) | KEYWORDS
 LABEL = re.compile(r"[\w-]+")
 VARIABLE = re.compile(r"[^\W\d]\w*")
 ATTRIBUTE = re.compile(r"(contact|conversation)\.custom_attributes\.(\w+)")
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False  # the problem is reported, with the flow's file and line
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 URL_ORIGIN = re.compile(r"(https?)://([^/?#]+)", re.IGNORECASE)
 
@@ -503,10 +509,21 @@ def _pattern(
         report.add(f"{path}.pattern", "pattern only applies to type: regex")
         return None
     try:
-        return re.compile(source)
+        re.compile(source)  # for the column of a syntax error
     except re.error as exc:
         column = (exc.pos or 0) + 1
         report.add(f"{path}.pattern", f"invalid pattern: {exc.msg} at column {column}")
+        return None
+    try:
+        # RE2 runs in time linear in the text: customer text cannot stall the service.
+        return re2.compile(source, options=_RE2_OPTIONS)  # type: ignore[no-any-return]
+    except re2.error as exc:
+        reason = exc.args[0].decode() if isinstance(exc.args[0], bytes) else str(exc.args[0])
+        report.add(
+            f"{path}.pattern",
+            f"pattern not supported by RE2, the linear-time engine agentbot runs patterns "
+            f"with ({reason}): write it without backreferences or lookaround",
+        )
         return None
 
 
@@ -649,7 +666,12 @@ def _headers(raw: Mapping[str, Any], path: str, report: check.Report) -> dict[st
             report.add(item_path, f"{name!r} is not a valid header name")
             continue
         template = _template(item, item_path, name, report)
-        if template is not None:
+        if template is not None and any(
+            isinstance(part, str) and _CONTROL.search(part) for part in template.parts
+        ):
+            report.add(item_path, "a header value cannot hold a line break or control character")
+        elif template is not None:
+            # non-ASCII text (written here or from a variable) is sent as UTF-8
             headers[name] = template
     return headers
 
@@ -760,6 +782,13 @@ def _build(
         return None
     check.unknown_keys(definition, TOP_KEYS, "", report)
     name = check.optional_text(definition, "name", "", report) or default_name
+    if not FLOW_NAME.fullmatch(name):
+        where = "name" if "name" in definition else "(root)"
+        report.add(
+            where,
+            f"flow name {name[:80]!r} is not a slug: use letters, digits, '_', '-' and '.' "
+            "(at most 64 characters, starting with a letter or digit)",
+        )
     title = check.optional_text(definition, "title", "", report) or name
     blocks = _blocks(definition, report)
     ids = list(blocks)
