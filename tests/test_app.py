@@ -299,3 +299,34 @@ async def test_database_down_and_back(db_dsn: str, tmp_path: Path) -> None:
         assert r.status_code == 200
         await h.until(lambda: len(h.sent(98)) == 2)
         assert h.contents(98)[1] == "Qual produto te interessa?"
+
+
+async def test_reset_tokens_reach_a_running_service(db_dsn: str) -> None:
+    """Generated tokens are re-read like flows: after a reset the new ones work, the old don't;
+    tokens set in the environment are never replaced."""
+    from psycopg_pool import AsyncConnectionPool
+
+    from agentbot.app import Credentials, api_token, webhook_auth
+    from agentbot.store import Store
+
+    async with AsyncConnectionPool(db_dsn, min_size=1, open=False) as pool:
+        store = Store(pool)
+        with capture_logs() as logs:
+            credentials = Credentials(
+                await webhook_auth(Settings(), store), await api_token(Settings(), store)
+            )
+        old_api = next(e["api_token"] for e in logs if e["event"] == "api.token_generated")
+        assert credentials.api.matches(old_api)
+        await store.replace_setting(tokens.API_KEY, tokens.digest("new-api"))
+        await store.replace_setting(tokens.WEBHOOK_KEY, tokens.digest("new-hook"))
+        await credentials.refresh(store)
+        assert credentials.api.matches("new-api")
+        assert not credentials.api.matches(old_api)
+        assert credentials.webhook.token is not None
+        assert credentials.webhook.token.matches("new-hook")
+        fixed = Settings(webhook_token=Secret("env-hook"), api_token=Secret("env-api"))
+        pinned = Credentials(await webhook_auth(fixed, store), await api_token(fixed, store))
+        await pinned.refresh(store)
+        assert pinned.api.matches("env-api")
+        assert pinned.webhook.token is not None
+        assert pinned.webhook.token.matches("env-hook")
