@@ -117,7 +117,7 @@ async def webhook(request: Request) -> Response:
         log.warning("webhook.unauthorized", reason=problem)
         return error(401, "unauthorized", problem)
     try:
-        body = await bodies.read(request, MAX_BODY)
+        body = await bodies.read(request, MAX_BODY, request.app.state.body_deadline)
     except bodies.BodyRefused as exc:
         log.warning("webhook.body_refused", reason=exc.code)
         return exc.response
@@ -229,6 +229,7 @@ def create_app(
     timer_interval: float = 1.0,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     sync_flows: bool = True,
+    body_deadline: float = bodies.READ_DEADLINE,
 ) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[State]:
@@ -332,6 +333,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.clock = clock
+    app.state.body_deadline = body_deadline
     return app
 
 

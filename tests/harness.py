@@ -157,6 +157,7 @@ async def running(
     clock: Callable[[], datetime] | None = None,
     timer_interval: float = 0.05,
     webhook_allowed: str = "",
+    body_deadline: float = 10.0,
 ) -> AsyncIterator[Harness]:
     fake = fake or FakeChatwoot()
     with FakeChatwootServer(fake) as chatwoot:
@@ -175,6 +176,7 @@ async def running(
             poll_interval=0.05,
             timer_interval=timer_interval,
             clock=clock or (lambda: datetime.now(UTC)),
+            body_deadline=body_deadline,
         )
         async with (
             ServedApp(app) as served,
