@@ -715,3 +715,58 @@ async def test_replayed_conversation_event_is_a_duplicate(db_dsn: str, tmp_path:
         replay = await h.post(event, delivery_id=str(uuid.uuid4()))
         assert first.json()["status"] != "duplicate"
         assert replay.json()["status"] == "duplicate"
+
+
+# --- `agentbot check` on mutated flow files --------------------------------------------------
+
+FLOWS_DIR = Path(__file__).resolve().parent.parent / "flows"
+SHIPPED = [p.read_text() for p in sorted(FLOWS_DIR.glob("*.yaml"))]
+YAML_PIECES = st.sampled_from(
+    [
+        *("&a ", "*a", "<<: *a", "{{", "}}", "\t", "\x00", "9" * 5000, "- ", ": ", "[", "{"),
+        *("'", '"', "!!python/object:os.system", "\ud800", "pattern: '(a)\\1'", "\n"),
+        "after: 99999999999d",
+    ]
+)
+
+
+@st.composite
+def mutated_flow_files(draw: st.DrawFn) -> str:
+    text = draw(st.sampled_from(SHIPPED))
+    if draw(st.booleans()):
+        import yaml
+
+        data = yaml.safe_load(text)
+        for _ in range(draw(st.integers(min_value=1, max_value=3))):
+            path = draw(st.sampled_from(list(paths(data))))
+            new = draw(HOSTILE)
+            new = {DEEP: [[[[]]]], DIGITS: 10**200}.get(new, new) if isinstance(new, str) else new
+            data = mutate(data, path, new, draw(st.booleans()))
+        return yaml.safe_dump(data, allow_unicode=True)
+    for _ in range(draw(st.integers(min_value=1, max_value=4))):
+        at = draw(st.integers(min_value=0, max_value=len(text)))
+        cut = draw(st.integers(min_value=0, max_value=20))
+        piece = draw(st.one_of(YAML_PIECES, st.text(max_size=6)))
+        text = text[:at] + piece + text[at + cut :]
+    return text
+
+
+@settings(
+    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(text=mutated_flow_files())
+def test_check_never_tracebacks(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str
+) -> None:
+    """`agentbot check` on a mutated shipped flow exits 0 or 1, and any problem is a
+    `file:line: path: message` line, never a traceback."""
+    from agentbot.cli import main
+
+    path = tmp_path / "fluxo.yaml"
+    path.write_bytes(text.encode("utf-8", "surrogatepass"))
+    code = main(["check", str(path)])
+    out, err = capsys.readouterr()
+    assert code in (0, 1)
+    assert "Traceback" not in out + err
+    if code == 1:
+        assert f"{path}:" in err
