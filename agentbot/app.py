@@ -30,7 +30,7 @@ from agentbot import api, bodies, destinations, events, jsonsafe, tokens
 from agentbot.catalog import Catalog
 from agentbot.chatwoot import ChatwootClient
 from agentbot.config import Secret, Settings
-from agentbot.errors import AgentbotError, StoreError
+from agentbot.errors import AgentbotError, DataRefused, StoreError
 from agentbot.outbox import Outbox, RetryPolicy
 from agentbot.service import Service
 from agentbot.store import Store
@@ -205,6 +205,11 @@ def _counts(counts: Counter[tuple[str, str]]) -> dict[str, dict[str, int]]:
     return table
 
 
+async def on_data_refused(request: Request, exc: Exception) -> Response:
+    log.warning("request.data_refused", error=str(exc)[:300], path=request.url.path)
+    return error(400, "unstorable", "the request holds data the database cannot store")
+
+
 async def on_store_error(request: Request, exc: Exception) -> Response:
     log.error("webhook.store_error", error=str(exc), path=request.url.path)
     return error(500, "database_unavailable", "the event could not be stored; Chatwoot will retry")
@@ -326,6 +331,7 @@ def create_app(
             Route("/api/workflows/{name}", api.read_workflow, methods=["GET"]),
         ],
         exception_handlers={
+            DataRefused: on_data_refused,
             StoreError: on_store_error,
             AgentbotError: on_agentbot_error,
             404: not_found,

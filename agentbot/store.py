@@ -17,7 +17,7 @@ from psycopg.rows import class_row, dict_row
 from psycopg.types.json import Json, Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from agentbot.errors import StoreError
+from agentbot.errors import DataRefused, StoreError
 
 INSERT_EVENT = """
 insert into workflow_events (delivery_id, dedupe_key, event, account_id, conversation_id)
@@ -440,6 +440,8 @@ class Store:
         try:
             async with self.pool.connection() as conn, conn.transaction():
                 yield Tx(conn)
+        except psycopg.DataError as exc:
+            raise DataRefused(f"the database refused the data: {exc}") from exc
         except psycopg.Error as exc:
             raise StoreError(f"database error: {exc}") from exc
         except TimeoutError as exc:  # the pool found no connection: the database is away

@@ -770,3 +770,19 @@ def test_check_never_tracebacks(
     assert "Traceback" not in out + err
     if code == 1:
         assert f"{path}:" in err
+
+
+async def test_refused_data_is_not_an_outage(db_dsn: str) -> None:
+    """When the database is up but refuses a value, the error says so (answered 400
+    `unstorable`), and is not taken for the database being away."""
+    from psycopg_pool import AsyncConnectionPool
+
+    from agentbot.errors import DataRefused
+    from agentbot.store import Store
+
+    async with AsyncConnectionPool(db_dsn, min_size=1, open=False) as pool:
+        store = Store(pool)
+        with pytest.raises(DataRefused, match="refused the data"):
+            async with store.transaction() as tx:
+                await tx.conn.execute("select %s::bigint", (str(2**64),))
+        await store.ping()
