@@ -295,7 +295,8 @@ async def store_workflow(request: Request) -> Response:
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     try:
         if kind in YAML_TYPES:
-            flow = parse_flow(body.decode("utf-8", errors="replace"), "<request>")
+            text = body.decode("utf-8", errors="replace")
+            flow = parse_flow(text, "<request>", default_name="request")
             if "name" not in flow.definition:
                 return error(422, "invalid", "the YAML needs a `name:` (there is no file name)")
         else:

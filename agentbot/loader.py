@@ -120,13 +120,15 @@ HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 URL_ORIGIN = re.compile(r"(https?)://([^/?#]+)", re.IGNORECASE)
 
 
-def parse_flow(text: str, filename: str) -> Flow:
-    """Parse and validate one flow file; raise `FlowError` naming every problem in it."""
+def parse_flow(text: str, filename: str, default_name: str | None = None) -> Flow:
+    """Parse and validate one flow file; raise `FlowError` naming every problem in it.
+    Without `name:` the flow is named `default_name`, by default the file's name."""
     document = check.read_document(text, filename)
     lines = document.lines
     report = check.Report(filename, lambda path: check.line_at(lines, path))
     report.problems.extend(document.repeats)
-    flow = _build(document.data, report, default_name=PurePosixPath(filename).stem, lines=lines)
+    default_name = default_name or PurePosixPath(filename).stem
+    flow = _build(document.data, report, default_name=default_name, lines=lines)
     if flow is None:
         # sorted by line so the problems read in file order; sort is stable within a line
         raise FlowError(sorted(report.problems, key=lambda p: p.line))

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any, assert_never
 
 import httpx
+import psycopg
 import structlog
 from tenacity import (
     AsyncRetrying,
@@ -279,6 +280,8 @@ class Outbox:
             # failure is recorded and the row never rolls back to pending to spin at once.
             async with claim.tx.conn.transaction():
                 await self._attempt(claim, action)
+        except (psycopg.OperationalError, psycopg.InterfaceError):
+            raise  # the database went away: an outage (the claim rolls back), not this row
         except Exception as exc:
             await self._unexpected(claim, action, exc)
 

@@ -23,6 +23,7 @@ from urllib.parse import quote
 
 import httpx
 import pytest
+import structlog
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from psycopg.types.json import Jsonb
@@ -764,7 +765,11 @@ def test_check_never_tracebacks(
 
     path = tmp_path / "fluxo.yaml"
     path.write_bytes(text.encode("utf-8", "surrogatepass"))
-    code = main(["check", str(path)])
+    saved = structlog.get_config()  # main() points logging at this test's captured stderr
+    try:
+        code = main(["check", str(path)])
+    finally:
+        structlog.configure(**saved)
     out, err = capsys.readouterr()
     assert code in (0, 1)
     assert "Traceback" not in out + err
