@@ -791,3 +791,20 @@ async def test_refused_data_is_not_an_outage(db_dsn: str) -> None:
             async with store.transaction() as tx:
                 await tx.conn.execute("select %s::bigint", (str(2**64),))
         await store.ping()
+
+
+@pytest.mark.parametrize("allowed", ["localhost", "127.0.0.0/8,::1"])
+async def test_allow_list_lets_flows_reach_an_internal_crm(
+    db_dsn: str, tmp_path: Path, allowed: str
+) -> None:
+    """An operator who lists an internal host or network in WEBHOOK_ALLOWED_NETWORKS lets flows
+    call it, by name too (TLS and the Host header keep the URL's name)."""
+    crm = Crm()
+    async with ServedApp(crm.app) as served:
+        target = served.url.replace("127.0.0.1", "localhost")
+        async with crm_run(db_dsn, tmp_path, crm, url=target, allowed=allowed) as (h, _):
+            await h.post(incoming(14, 1, "Oi"))
+            await h.post(incoming(14, 2, "A-1"))
+            await h.until(lambda: h.contents(14)[-1:] == ["Registrado."], limit=20)
+            [(_, headers)] = crm.calls
+            assert headers["host"] == target.removeprefix("http://")
