@@ -29,16 +29,17 @@ class NotJson(Unfit):
 
 def loads(text: str | bytes) -> Any:
     """Parse JSON as `json.loads` does, then `clean` it; `Unfit` for anything it refuses."""
-    if _too_deep(text):
-        raise Unfit(f"the JSON is nested deeper than {MAX_DEPTH} levels")
     try:
-        return clean(json.loads(text, parse_constant=_constant, parse_int=_int))
+        data = json.loads(text, parse_constant=_constant, parse_int=_int)
+    except RecursionError as exc:  # json's C parser stops at Python's recursion limit
+        raise Unfit(f"the JSON is nested deeper than {MAX_DEPTH} levels") from exc
     except UnicodeDecodeError as exc:
         raise NotJson(f"the body is not UTF-8: {exc}") from exc
     except Unfit:
         raise
     except ValueError as exc:
         raise NotJson(f"the body is not JSON: {exc}") from exc
+    return clean(data)
 
 
 def clean(value: Any, depth: int = 0) -> Any:
@@ -89,29 +90,3 @@ def _int(text: str) -> int:
     if len(text.lstrip("-")) > MAX_INT_DIGITS:
         raise Unfit(f"an integer has more than {MAX_INT_DIGITS} digits")
     return int(text)
-
-
-def _too_deep(text: str | bytes) -> bool:
-    """True when brackets open deeper than MAX_DEPTH (counted outside strings, cheaply)."""
-    data = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
-    if data.count(b"[") + data.count(b"{") <= MAX_DEPTH:
-        return False
-    depth = 0
-    in_string = escaped = False
-    for byte in data:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif byte == 0x5C:  # backslash
-                escaped = True
-            elif byte == 0x22:  # quote
-                in_string = False
-        elif byte == 0x22:
-            in_string = True
-        elif byte in (0x5B, 0x7B):
-            depth += 1
-            if depth > MAX_DEPTH:
-                return True
-        elif byte in (0x5D, 0x7D):
-            depth -= 1
-    return False
