@@ -33,7 +33,7 @@ from collections.abc import Mapping
 from datetime import date
 from decimal import Decimal
 from enum import StrEnum
-from typing import Literal
+from typing import Literal, Protocol
 
 
 class InputType(StrEnum):
@@ -91,16 +91,25 @@ _EMAIL = re.compile(
     r"@(?P<domain>(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63})"
 )
 MAX_EMAIL = 254
-_PHONE_CHARS = re.compile(r"\+?[\d\s().-]+")
-_NUMBER = re.compile(r"(?P<sign>[+-]?)\s*(?:R\$\s*)?(?P<body>\d[\d.,]*)")
-_GROUPED = re.compile(r"\d{1,3}(?:X\d{3})*")  # X stands for the thousands mark
-_BR_DATE = re.compile(r"(\d{1,2})([/.-])(\d{1,2})\2(\d{4})")
-_ISO_DATE = re.compile(r"(\d{4})-(\d{2})-(\d{2})")
-_CPF = re.compile(r"\d{3}\.?\d{3}\.?\d{3}-?\d{2}")
+_PHONE_CHARS = re.compile(r"\+?[\d\s().-]+", re.ASCII)
+# ASCII digits only (`\d` alone takes "፩" and the like), and at most MAX_NUMBER characters: a
+# longer number is no one's age or amount, and would not survive storage as JSON.
+_NUMBER = re.compile(r"(?P<sign>[+-]?)\s*(?:R\$\s*)?(?P<body>\d[\d.,]*)", re.ASCII)
+MAX_NUMBER = 30
+_GROUPED = re.compile(r"\d{1,3}(?:X\d{3})*", re.ASCII)  # X stands for the thousands mark
+_BR_DATE = re.compile(r"(\d{1,2})([/.-])(\d{1,2})\2(\d{4})", re.ASCII)
+_ISO_DATE = re.compile(r"(\d{4})-(\d{2})-(\d{2})", re.ASCII)
+_CPF = re.compile(r"\d{3}\.?\d{3}\.?\d{3}-?\d{2}", re.ASCII)
+
+
+class Matcher(Protocol):
+    """A compiled `pattern:` (RE2 at run time: linear in the text, whatever the pattern)."""
+
+    def fullmatch(self, text: str) -> object | None: ...
 
 
 def parse_answer(
-    kind: InputType, text: str, pattern: re.Pattern[str] | None = None
+    kind: InputType, text: str, pattern: Matcher | None = None
 ) -> str | int | float | None:
     """The value to keep for `text` as an answer of type `kind`; None when it is not valid."""
     text = text.strip()
@@ -173,6 +182,8 @@ def parse_number(text: str) -> int | float | None:
     if match is None:
         return None
     body = match["body"]
+    if len(body) > MAX_NUMBER:
+        return None
     commas, dots = body.count(","), body.count(".")
     if commas and dots:
         decimal_mark = "," if body.rfind(",") > body.rfind(".") else "."

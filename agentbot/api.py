@@ -8,34 +8,38 @@ Every route needs `Authorization: Bearer <WORKFLOWS_API_TOKEN>`; every error is 
 from __future__ import annotations
 
 import asyncio
-import hmac
-import json
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any, TypedDict, cast
+from typing import Any, Protocol, TypedDict, TypeGuard, cast
 
 import structlog
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from agentbot import engine, events, stats
+from agentbot import bodies, engine, events, stats
 from agentbot.catalog import read_shared_hours
 from agentbot.chatwoot import ChatwootClient
-from agentbot.config import Secret, Settings
+from agentbot.config import Settings
 from agentbot.errors import ChatwootRejected, ChatwootUnavailable, FlowError
-from agentbot.flows import Flow
+from agentbot.flows import FLOW_NAME, Flow
+from agentbot.jsonsafe import BIGINT_MAX, ascii_int
 from agentbot.loader import flow_from_definition, parse_flow
 from agentbot.service import Result, Service, Where
+from agentbot.tokens import Verifier
 
 log = structlog.get_logger("agentbot.api")
 
 WHATSAPP = "Channel::Whatsapp"
 
 
+class Tokens(Protocol):
+    api: Verifier
+
+
 class ApiState(TypedDict):
     service: Service
     client: ChatwootClient | None
-    api_token: Secret
+    credentials: Tokens
     clock: Callable[[], datetime]
     user_token: bool  # CHATWOOT_USER_TOKEN is set: flows may save contact attributes
     settings: Settings
@@ -45,11 +49,15 @@ def error(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse({"error": code, "message": message}, status_code=status)
 
 
+def bearer_ok(request: Request, token: Verifier) -> bool:
+    """True when the request carries `Authorization: Bearer <the API token>`."""
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    return scheme == "Bearer" and token.matches(given)
+
+
 def _authorized(request: Request) -> ApiState | Response:
     state = cast(ApiState, request.scope["state"])
-    given = request.headers.get("authorization", "")
-    expected = "Bearer " + state["api_token"].reveal()
-    if not hmac.compare_digest(given.encode(), expected.encode()):
+    if not bearer_ok(request, state["credentials"].api):
         return error(401, "unauthorized", "send Authorization: Bearer <WORKFLOWS_API_TOKEN>")
     return state
 
@@ -81,18 +89,16 @@ async def start_workflow(request: Request) -> Response:
     if isinstance(state, Response):
         return state
     try:
-        body = json.loads(await request.body())
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return error(400, "bad_json", f"the body is not JSON: {exc}")
+        body = bodies.parse_json(await bodies.read(request, MAX_START_BODY))
+    except bodies.BodyRefused as exc:
+        return exc.response
     if not isinstance(body, dict):
         return error(422, "invalid", "send an object with conversationId and workflowName")
     by_contact = "contactId" in body and "conversationId" not in body
     conversation_id = body.get("conversationId")
     name = body.get("workflowName")
     initial = body.get("initialData", {})
-    if not by_contact and (
-        isinstance(conversation_id, bool) or not isinstance(conversation_id, int)
-    ):
+    if not by_contact and not _is_id(conversation_id):
         return error(
             422,
             "invalid",
@@ -129,7 +135,7 @@ async def start_workflow(request: Request) -> Response:
                 f"{len(accounts)} accounts",
             )
         account_id = accounts[0]
-    if isinstance(account_id, bool) or not isinstance(account_id, int):
+    if not _is_id(account_id):
         return error(422, "invalid", "accountId must be a number")
     try:
         shown = await client.conversation(account_id, conversation_id)
@@ -283,6 +289,14 @@ async def _conversation_of_contact(
     return account_id, new_id, True
 
 
+MAX_START_BODY = 64 * 1024
+
+
+def _is_id(value: object) -> TypeGuard[int]:
+    """A Chatwoot id: a positive integer PostgreSQL's bigint holds."""
+    return type(value) is int and 0 < value <= BIGINT_MAX
+
+
 def _from_rest(
     account_id: int, conversation_id: int, shown: Mapping[str, Any]
 ) -> tuple[events.Conversation, events.Contact]:
@@ -326,9 +340,12 @@ async def conversation(request: Request) -> Response:
     raw = request.path_params["conversation_id"]
     service = state["service"]
     account = request.query_params.get("accountId")
-    if account is not None and not account.isdigit():
+    if not _is_id(raw):
+        return error(404, "not_found", "no conversation has that id")
+    account_id = None if account is None else ascii_int(account)
+    if account is not None and not _is_id(account_id):
         return error(422, "invalid", "accountId must be a number")
-    accounts = [int(account)] if account else await service.store.accounts_of(raw)
+    accounts = [account_id] if account_id else await service.store.accounts_of(raw)
     if not accounts:
         return JSONResponse(
             {"conversation_id": raw, "session": None, "next_before": None, "interactions": []}
@@ -412,6 +429,8 @@ async def read_workflow(request: Request) -> Response:
     if isinstance(state, Response):
         return state
     name = request.path_params["name"]
+    if not FLOW_NAME.fullmatch(name):
+        return error(404, "unknown_flow", "no flow has that name (names are slugs)")
     row = await state["service"].store.current_flow(name)
     if row is None:
         return error(404, "unknown_flow", f"no flow named '{name}'")
@@ -432,17 +451,17 @@ async def store_workflow(request: Request) -> Response:
     state = _authorized(request)
     if isinstance(state, Response):
         return state
-    body = await request.body()
-    if len(body) > MAX_FLOW_BODY:
-        return error(413, "too_large", f"a flow is at most {MAX_FLOW_BODY} bytes")
+    try:
+        body = await bodies.read(request, MAX_FLOW_BODY)
+    except bodies.BodyRefused as exc:
+        return exc.response
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     # a flow may name shared business hours (`hours: office`): FLOWS_DIR/hours/office.yaml
     shared, _ = await asyncio.to_thread(read_shared_hours, state["settings"].flows_dir)
     try:
         if kind in YAML_TYPES:
-            flow = parse_flow(
-                body.decode("utf-8", errors="replace"), "<request>", shared_hours=shared
-            )
+            text = body.decode("utf-8", errors="replace")
+            flow = parse_flow(text, "<request>", default_name="request", shared_hours=shared)
             if "name" not in flow.definition:
                 return error(422, "invalid", "the YAML needs a `name:` (there is no file name)")
         else:
@@ -484,11 +503,9 @@ async def retire_workflow(request: Request) -> Response:
 
 def _flow_from_json(body: bytes, shared: Mapping[str, Any]) -> Flow | Response:
     try:
-        data = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return error(
-            400, "bad_json", f"the body is not JSON: {exc}; or send YAML as application/yaml"
-        )
+        data = bodies.parse_json(body, "; or send YAML as application/yaml")
+    except bodies.BodyRefused as exc:
+        return exc.response
     if not isinstance(data, dict) or not isinstance(data.get("config"), dict):
         return error(422, "invalid", 'send {"name": "...", "config": {<the flow>}}')
     name = data.get("name")

@@ -11,8 +11,7 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
-import json
-import secrets
+import re
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -27,15 +26,26 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from agentbot import api, dashboard, events, housekeeping, metrics
+from agentbot import (
+    api,
+    bodies,
+    dashboard,
+    destinations,
+    events,
+    housekeeping,
+    jsonsafe,
+    metrics,
+    tokens,
+)
 from agentbot.catalog import Catalog
 from agentbot.chatwoot import ChatwootClient
 from agentbot.config import Secret, Settings
-from agentbot.errors import AgentbotError, StoreError
+from agentbot.errors import AgentbotError, DataRefused, StoreError
 from agentbot.outbox import Outbox, RetryPolicy
 from agentbot.service import Service
 from agentbot.store import Store
 from agentbot.timers import Timers
+from agentbot.tokens import Verifier
 
 log = structlog.get_logger("agentbot.app")
 
@@ -50,10 +60,9 @@ class State(TypedDict):
     service: Service
     store: Store
     outbox: Outbox
-    auth: WebhookAuth
+    credentials: Credentials
     settings: Settings
     client: ChatwootClient | None
-    api_token: Secret
     clock: Callable[[], datetime]
     user_token: bool
     metrics: metrics.Metrics
@@ -62,29 +71,38 @@ class State(TypedDict):
 @dataclass(frozen=True, slots=True)
 class WebhookAuth:
     secret: Secret | None
-    token: Secret | None
+    token: Verifier | None
 
-    def check(self, request: Request, body: bytes, now: float) -> str | None:
-        """None when the request is authentic, else what is wrong."""
+    def check_token(self, request: Request) -> str | None:
+        """Token mode: None when the URL's ?token= is right (checked before reading the body);
+        always None in signature mode, whose check needs the body."""
         if self.secret is not None:
-            signature = request.headers.get("x-chatwoot-signature")
-            timestamp = request.headers.get("x-chatwoot-timestamp")
-            if not signature or not timestamp:
-                return "missing X-Chatwoot-Signature or X-Chatwoot-Timestamp"
-            if not timestamp.isdigit() or abs(now - int(timestamp)) > SIGNATURE_WINDOW:
-                return "X-Chatwoot-Timestamp is outside the 5-minute window"
-            digest = hmac.new(
-                self.secret.reveal().encode(), timestamp.encode() + b"." + body, hashlib.sha256
-            ).hexdigest()
-            if not hmac.compare_digest("sha256=" + digest, signature):
-                return "X-Chatwoot-Signature does not match CHATWOOT_WEBHOOK_SECRET"
             return None
         if self.token is not None:
             given = request.query_params.get("token", "")
-            if not hmac.compare_digest(given.encode(), self.token.reveal().encode()):
+            if not self.token.matches(given):
                 return "the URL's ?token= does not match WEBHOOK_TOKEN"
             return None
         return "no webhook authentication is configured"
+
+    def check(self, request: Request, body: bytes, now: float) -> str | None:
+        """None when the request is authentic, else what is wrong."""
+        if self.secret is None:
+            return self.check_token(request)
+        signature = request.headers.get("x-chatwoot-signature")
+        timestamp = request.headers.get("x-chatwoot-timestamp")
+        if not signature or not timestamp:
+            return "missing X-Chatwoot-Signature or X-Chatwoot-Timestamp"
+        seconds = jsonsafe.ascii_int(timestamp, max_digits=12)
+        if seconds is None or abs(now - seconds) > SIGNATURE_WINDOW:
+            return "X-Chatwoot-Timestamp is outside the 5-minute window"
+        digest = hmac.new(
+            self.secret.reveal().encode(), timestamp.encode() + b"." + body, hashlib.sha256
+        ).hexdigest()
+        # Header values arrive as latin-1 text: compare bytes, whatever they hold.
+        if not hmac.compare_digest(b"sha256=" + digest.encode(), signature.encode("latin-1")):
+            return "X-Chatwoot-Signature does not match CHATWOOT_WEBHOOK_SECRET"
+        return None
 
 
 def _state(request: Request) -> State:
@@ -100,37 +118,43 @@ async def webhook(request: Request) -> Response:
     state = _state(request)
     structlog.contextvars.clear_contextvars()
     delivery_id = request.headers.get("x-chatwoot-delivery") or None
+    if delivery_id is not None and not _DELIVERY_ID.fullmatch(delivery_id):
+        log.warning("webhook.bad_delivery_id", length=len(delivery_id))
+        return error(400, "bad_request", "X-Chatwoot-Delivery is not a delivery id")
     structlog.contextvars.bind_contextvars(delivery_id=delivery_id)
-    length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > MAX_BODY:
-        return _too_large()
-    body = bytearray()
-    async for chunk in request.stream():
-        body.extend(chunk)
-        if len(body) > MAX_BODY:
-            return _too_large()
-    clock: Callable[[], datetime] = request.app.state.clock
-    problem = state["auth"].check(request, bytes(body), clock().timestamp())
+    auth = state["credentials"].webhook
+    problem = auth.check_token(request)
     if problem is not None:
         log.warning("webhook.unauthorized", reason=problem)
         return error(401, "unauthorized", problem)
     try:
-        payload = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        body = await bodies.read(request, MAX_BODY, request.app.state.body_deadline)
+    except bodies.BodyRefused as exc:
+        log.warning("webhook.body_refused", reason=exc.code)
+        return exc.response
+    clock: Callable[[], datetime] = request.app.state.clock
+    problem = auth.check(request, body, clock().timestamp())
+    if problem is not None:
+        log.warning("webhook.unauthorized", reason=problem)
+        return error(401, "unauthorized", problem)
+    try:
+        payload = bodies.parse_json(body)
+    except bodies.BodyRefused as exc:
         log.warning("webhook.bad_json", error=str(exc))
-        return error(400, "bad_json", f"the body is not JSON: {exc}")
+        return exc.response
     parsed = events.parse(payload)
     if isinstance(parsed, events.Ignored):
+        label = _event_label(parsed.event)
         structlog.contextvars.bind_contextvars(
-            chatwoot_event=parsed.event, conversation_id=parsed.conversation_id
+            chatwoot_event=label, conversation_id=parsed.conversation_id
         )
         if parsed.malformed:
-            log.warning("webhook.malformed", reason=parsed.reason)
-            state["counts"][(parsed.event, "malformed")] += 1
+            log.warning("webhook.malformed", reason=parsed.reason[:200])
+            state["counts"][(label, "malformed")] += 1
         else:
-            log.debug("webhook.ignored", reason=parsed.reason)
-            state["counts"][(parsed.event, "ignored")] += 1
-        return JSONResponse({"status": "ignored", "reason": parsed.reason})
+            log.debug("webhook.ignored", reason=parsed.reason[:200])
+            state["counts"][(label, "ignored")] += 1
+        return JSONResponse({"status": "ignored", "reason": parsed.reason[:200]})
     event_name = str(payload.get("event"))
     structlog.contextvars.bind_contextvars(
         chatwoot_event=event_name, conversation_id=parsed.conversation.id
@@ -153,21 +177,32 @@ async def webhook(request: Request) -> Response:
     return JSONResponse({"status": handled.result.value})
 
 
-def _too_large() -> JSONResponse:
-    log.warning("webhook.too_large")
-    return error(413, "too_large", f"the body is larger than {MAX_BODY} bytes")
+# Chatwoot sends a UUID; anything printable and short is taken, the rest refused.
+_DELIVERY_ID = re.compile(r"[\x21-\x7e]{1,128}")
+KNOWN_EVENTS = frozenset(
+    {"message_created", "message_updated", "webwidget_triggered", *events.CONVERSATION_EVENTS}
+)
+
+
+def _event_label(name: str) -> str:
+    """The event's name when agentbot knows it, else "other": what /health counts stays small."""
+    return name if name in KNOWN_EVENTS else "other"
 
 
 async def health(request: Request) -> Response:
+    """Fixed keys only; the flows and event counts with the API bearer token."""
     state = _state(request)
     settings = state["settings"]
     body: dict[str, Any] = {
         "status": "ok",
         "database": "ok",
         "chatwoot": "configured" if settings.chatwoot_configured else "not configured",
-        "flows": sorted(state["service"].catalog.current),
-        "events": _counts(state["counts"]),
     }
+    if api.bearer_ok(request, state["credentials"].api):
+        body["flows"] = sorted(state["service"].catalog.current)
+        body["events"] = _counts(state["counts"])
+    else:
+        body["flow_count"] = len(state["service"].catalog.current)
     try:
         await state["store"].ping()
     except StoreError as exc:
@@ -197,6 +232,11 @@ async def metrics_endpoint(request: Request) -> Response:
     return metrics.response(state["metrics"].render(snapshot))
 
 
+async def on_data_refused(request: Request, exc: Exception) -> Response:
+    log.warning("request.data_refused", error=str(exc)[:300], path=request.url.path)
+    return error(400, "unstorable", "the request holds data the database cannot store")
+
+
 async def on_store_error(request: Request, exc: Exception) -> Response:
     log.error("webhook.store_error", error=str(exc), path=request.url.path)
     return error(500, "database_unavailable", "the event could not be stored; Chatwoot will retry")
@@ -221,6 +261,7 @@ def create_app(
     timer_interval: float = 1.0,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     sync_flows: bool = True,
+    body_deadline: float = bodies.READ_DEADLINE,
 ) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[State]:
@@ -235,7 +276,7 @@ def create_app(
         )
         await pool.open(wait=True, timeout=30)
         http: httpx.AsyncClient | None = None
-        webhooks = httpx.AsyncClient(timeout=10.0, follow_redirects=False)
+        webhooks = destinations.client(settings.webhook_allowed)
         tasks: list[asyncio.Task[None]] = []
         try:
             store = Store(pool)
@@ -246,7 +287,9 @@ def create_app(
                 )
             else:
                 await catalog.reload()
-            auth = await webhook_auth(settings, store)
+            credentials = Credentials(
+                await webhook_auth(settings, store), await api_token(settings, store)
+            )
             client = None
             if settings.chatwoot_url and settings.chatwoot_api_token:
                 http = httpx.AsyncClient(
@@ -282,7 +325,11 @@ def create_app(
             timers = Timers(service, clock=clock, interval=timer_interval)
             tasks.append(asyncio.create_task(outbox.run(), name="agentbot-outbox"))
             tasks.append(asyncio.create_task(timers.run(), name="agentbot-timers"))
-            tasks.append(asyncio.create_task(refresh_flows(catalog), name="agentbot-flows"))
+            tasks.append(
+                asyncio.create_task(
+                    refresh_flows(catalog, credentials, store), name="agentbot-flows"
+                )
+            )
             tasks.append(
                 asyncio.create_task(
                     housekeeping.run(store, clock, settings.retention_days, settings.history_days),
@@ -294,10 +341,9 @@ def create_app(
                 service=service,
                 store=store,
                 outbox=outbox,
-                auth=auth,
+                credentials=credentials,
                 settings=settings,
                 client=client,
-                api_token=await api_token(settings, store),
                 clock=clock,
                 user_token=settings.chatwoot_user_token is not None,
                 metrics=figures,
@@ -342,6 +388,7 @@ def create_app(
             ),
         ],
         exception_handlers={
+            DataRefused: on_data_refused,
             StoreError: on_store_error,
             AgentbotError: on_agentbot_error,
             404: not_found,
@@ -349,49 +396,83 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.clock = clock
+    app.state.body_deadline = body_deadline
     return app
 
 
-async def refresh_flows(catalog: Catalog, interval: float = FLOWS_REFRESH) -> None:
-    """Pick up flows another replica stored through POST /api/workflows."""
+async def refresh_flows(
+    catalog: Catalog, credentials: Credentials, store: Store, interval: float = FLOWS_REFRESH
+) -> None:
+    """Pick up flows another replica stored through POST /api/workflows, and reset tokens."""
     while True:
         await asyncio.sleep(interval)
         try:
             await catalog.reload()
+            await credentials.refresh(store)
         except StoreError as exc:
             log.warning("flows.refresh_failed", error=str(exc))
 
 
-async def api_token(settings: Settings, store: Store) -> Secret:
-    """WORKFLOWS_API_TOKEN, or one generated at the first start, kept, and printed once."""
+@dataclass(slots=True)
+class Credentials:
+    """The tokens in force; generated ones are re-read from the database as flows are, so
+    `agentbot tokens --reset` reaches a running service within FLOWS_REFRESH."""
+
+    webhook: WebhookAuth
+    api: Verifier
+
+    async def refresh(self, store: Store) -> None:
+        stored = await store.settings(tokens.WEBHOOK_KEY, tokens.API_KEY)
+        hook = self.webhook.token
+        if hook is not None and hook.generated and tokens.WEBHOOK_KEY in stored:
+            token = Verifier(stored[tokens.WEBHOOK_KEY], generated=True)
+            self.webhook = WebhookAuth(secret=None, token=token)
+        if self.api.generated and tokens.API_KEY in stored:
+            self.api = Verifier(stored[tokens.API_KEY], generated=True)
+
+
+async def api_token(settings: Settings, store: Store) -> Verifier:
+    """WORKFLOWS_API_TOKEN, or one generated at the first start, kept hashed, printed once."""
     if settings.api_token is not None:
-        return settings.api_token
-    token, created = await store.setting("api_token", lambda: secrets.token_urlsafe(24))
+        return Verifier.of(settings.api_token.reveal())
+    token = tokens.generate()
+    stored, created = await store.setting(tokens.API_KEY, lambda: tokens.digest(token))
     if created:
         log.warning(
             "api.token_generated",
-            message="no WORKFLOWS_API_TOKEN is set: /api/* takes this bearer token (or set "
-            "WORKFLOWS_API_TOKEN yourself)",
+            message="no WORKFLOWS_API_TOKEN is set: /api/* takes this bearer token (shown "
+            "once; `agentbot tokens --reset` makes a new one), or set WORKFLOWS_API_TOKEN",
             api_token=token,
         )
-    return Secret(token)
+    return Verifier(stored, generated=True)
 
 
 async def webhook_auth(settings: Settings, store: Store) -> WebhookAuth:
-    """The secret when set; else WEBHOOK_TOKEN; else a token generated once and kept."""
+    """The secret when set; else WEBHOOK_TOKEN; else a token generated once and kept hashed."""
     if settings.chatwoot_webhook_secret is not None:
         return WebhookAuth(secret=settings.chatwoot_webhook_secret, token=None)
     if settings.webhook_token is not None:
-        return WebhookAuth(secret=None, token=settings.webhook_token)
-    token, created = await store.setting("webhook_token", lambda: secrets.token_urlsafe(24))
+        return WebhookAuth(secret=None, token=Verifier.of(settings.webhook_token.reveal()))
+    token = tokens.generate()
+    stored, created = await store.setting(tokens.WEBHOOK_KEY, lambda: tokens.digest(token))
     if created:
         # Printed once, at the first start: the administrator pastes it into the Agent Bot.
         log.warning(
             "webhook.token_generated",
             message="no CHATWOOT_WEBHOOK_SECRET or WEBHOOK_TOKEN is set: set the Agent Bot's "
-            "webhook URL to the one below (or set WEBHOOK_TOKEN yourself)",
-            webhook_url=f"http://<this-host>:{settings.port}/webhooks/chatwoot?token={token}",
+            "webhook URL to the one below (shown once; `agentbot tokens --reset` makes a new "
+            "one), or set WEBHOOK_TOKEN yourself",
+            webhook_url=webhook_url(settings, token),
         )
     else:
-        log.info("webhook.token_stored", message="using the webhook token generated earlier")
-    return WebhookAuth(secret=None, token=Secret(token))
+        log.info(
+            "webhook.token_stored",
+            message="using the webhook token generated earlier (kept hashed; "
+            "`agentbot tokens --reset` makes a new one)",
+        )
+    return WebhookAuth(secret=None, token=Verifier(stored, generated=True))
+
+
+def webhook_url(settings: Settings, token: str | None) -> str:
+    url = f"http://<this-host>:{settings.port}/webhooks/chatwoot"
+    return url if token is None else f"{url}?token={token}"

@@ -11,7 +11,7 @@ import asyncio
 import difflib
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -133,6 +133,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="agentbot's public URL, whose /health is fetched (default: the bot's URL in "
         "Chatwoot, read with CHATWOOT_USER_TOKEN)",
     )
+    tokens_parser = commands.add_parser(
+        "tokens",
+        help="show the webhook URL and the API token in force; --reset makes new generated ones",
+    )
+    tokens_parser.add_argument(
+        "--reset",
+        action="store_true",
+        help="generate new webhook and API tokens (those not set in the environment), keep "
+        "their hashes and print them once; a running service takes them within 10 s",
+    )
     args = parser.parse_args(argv)
 
     if args.command == "doctor":
@@ -169,6 +179,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "migrate":
             return asyncio.run(migrate_command(settings))
+        if args.command == "tokens":
+            return asyncio.run(tokens_command(settings, reset=args.reset))
         if args.command == "register":
             options = RegisterOptions(
                 webhook_url=args.url,
@@ -356,9 +368,83 @@ async def migrate_command(settings: Settings) -> int:
     return 0
 
 
+async def tokens_command(settings: Settings, *, reset: bool) -> int:
+    """Print the webhook URL and the API token in force; with `reset`, new generated ones."""
+    from psycopg_pool import AsyncConnectionPool
+
+    from agentbot import tokens
+    from agentbot.app import webhook_url
+    from agentbot.store import Store
+
+    db = await open_database(settings)
+    try:
+        await migrate(db.dsn)  # earlier versions kept tokens in clear: hash them first
+        async with AsyncConnectionPool(db.dsn, min_size=1, max_size=1, open=False) as pool:
+            store = Store(pool)
+            stored = await store.settings(tokens.WEBHOOK_KEY, tokens.API_KEY)
+            fresh: dict[str, str] = {}
+            if reset:
+                for key, configured in (
+                    (tokens.WEBHOOK_KEY, settings.webhook_token),
+                    (tokens.API_KEY, settings.api_token),
+                ):
+                    if configured is None:
+                        fresh[key] = tokens.generate()
+                        await store.replace_setting(key, tokens.digest(fresh[key]))
+    finally:
+        db.stop()
+    for line in _token_lines(settings, stored, fresh, webhook_url):
+        print(line)
+    return 0
+
+
+def _token_lines(
+    settings: Settings,
+    stored: dict[str, str],
+    fresh: dict[str, str],
+    webhook_url: Callable[[Settings, str | None], str],
+) -> list[str]:
+    from agentbot import tokens
+
+    reset_hint = "`agentbot tokens --reset` makes a new one, shown once"
+    lines: list[str] = []
+    if settings.chatwoot_webhook_secret is not None:
+        lines.append(
+            f"webhook URL: {webhook_url(settings, None)} "
+            "(signed with CHATWOOT_WEBHOOK_SECRET: no token in the URL)"
+        )
+    elif settings.webhook_token is not None:
+        lines.append(
+            f"webhook URL: {webhook_url(settings, settings.webhook_token.reveal())} (WEBHOOK_TOKEN)"
+        )
+    elif tokens.WEBHOOK_KEY in fresh:
+        token = fresh[tokens.WEBHOOK_KEY]
+        lines.append(f"webhook URL: {webhook_url(settings, token)} (new: shown this once)")
+    elif tokens.WEBHOOK_KEY in stored:
+        lines.append(
+            "webhook URL: generated and kept only as a hash, so it cannot be shown; "
+            + reset_hint
+            + " (then paste it into the Agent Bot)"
+        )
+    else:
+        lines.append("webhook URL: none yet: `agentbot serve` generates one at its first start")
+    if settings.api_token is not None:
+        lines.append(f"API token: {settings.api_token.reveal()} (WORKFLOWS_API_TOKEN)")
+    elif tokens.API_KEY in fresh:
+        lines.append(f"API token: {fresh[tokens.API_KEY]} (new: shown this once)")
+    elif tokens.API_KEY in stored:
+        lines.append(
+            "API token: generated and kept only as a hash, so it cannot be shown; " + reset_hint
+        )
+    else:
+        lines.append("API token: none yet: `agentbot serve` generates one at its first start")
+    return lines
+
+
 def serve_command(settings: Settings) -> int:
     import uvicorn
 
+    from agentbot import serving
     from agentbot.app import create_app
 
     # Validate before touching anything: one invalid flow stops the start, naming every problem.
@@ -389,6 +475,7 @@ def serve_command(settings: Settings) -> int:
             log_level="warning",
             access_log=False,
             lifespan="on",
+            **serving.options(),
         )
     finally:
         db.stop()

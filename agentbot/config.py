@@ -16,9 +16,11 @@ from urllib.parse import quote, urlsplit
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
+from agentbot.destinations import Allowed
 from agentbot.errors import ConfigError
 
 DEFAULT_ENV_FILE = "env-workflows"
+NOTHING_ALLOWED = Allowed()
 DEFAULT_DB_NAME = "chatwoot_workflows"
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("json", "console")
@@ -73,6 +75,9 @@ class Settings:
     # (None: kept for ever).
     retention_days: int = 30
     history_days: int | None = None
+    # WEBHOOK_ALLOWED_NETWORKS: internal networks and hosts flow webhooks may call (by default
+    # loopback, private, link-local and metadata addresses are refused).
+    webhook_allowed: Allowed = NOTHING_ALLOWED
 
     @property
     def chatwoot_configured(self) -> bool:
@@ -110,6 +115,7 @@ class Settings:
             ),
             retention_days=get.days("RETENTION_DAYS") or 30,
             history_days=get.days("HISTORY_RETENTION_DAYS"),
+            webhook_allowed=get.allowed("WEBHOOK_ALLOWED_NETWORKS"),
         )
 
     @classmethod
@@ -219,6 +225,12 @@ class _Getter:
         if not value.isdigit() or int(value) < 1:
             raise ConfigError(name, f"'{value}' is not a number of days: use 1 or more")
         return int(value)
+
+    def allowed(self, name: str) -> Allowed:
+        try:
+            return Allowed.parse(self.text(name) or "")
+        except ValueError as exc:
+            raise ConfigError(name, f"has {exc}: use e.g. 10.0.0.0/8,crm.internal") from None
 
     def choice(self, name: str, choices: tuple[str, ...]) -> str | None:
         value = self.text(name)

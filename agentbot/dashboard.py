@@ -59,12 +59,12 @@ def _nonce(request: Request) -> str | None:
     nonce, _, signature = cookie.partition(".")
     if not nonce or not signature:
         return None
-    expected = _sign(_state(request)["api_token"].reveal(), "session", nonce)
+    expected = _sign(_state(request)["credentials"].api.signing_key(), "session", nonce)
     return nonce if hmac.compare_digest(signature, expected) else None
 
 
 def _csrf(request: Request, nonce: str) -> str:
-    return _sign(_state(request)["api_token"].reveal(), "csrf", nonce)
+    return _sign(_state(request)["credentials"].api.signing_key(), "csrf", nonce)
 
 
 def _same_origin(request: Request) -> bool:
@@ -97,14 +97,14 @@ async def login(request: Request) -> Response:
     if not _same_origin(request):
         return render("login.html", 403, signed_in=False, problem="refused: another site")
     form = await _form(request)
-    expected = _state(request)["api_token"].reveal()
-    if not hmac.compare_digest(form.get("token", "").encode(), expected.encode()):
+    api = _state(request)["credentials"].api
+    if not api.matches(form.get("token", "")):
         return render("login.html", 401, signed_in=False, problem="that is not the API token")
     nonce = secrets.token_urlsafe(18)
     response = RedirectResponse("/", status_code=303, headers=SECURITY_HEADERS)
     response.set_cookie(
         COOKIE,
-        f"{nonce}.{_sign(expected, 'session', nonce)}",
+        f"{nonce}.{_sign(api.signing_key(), 'session', nonce)}",
         max_age=COOKIE_DAYS * 86400,
         httponly=True,
         samesite="strict",

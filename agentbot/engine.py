@@ -72,6 +72,7 @@ from agentbot.events import Contact, Conversation, CustomerMessage, OptionSubmit
 from agentbot.expressions import holds, to_text
 from agentbot.flows import OPEN_NOW, Block, Button, Flow, InputSpec, captured_variables, normalize
 from agentbot.hours import is_open
+from agentbot.jsonsafe import ascii_int
 from agentbot.splits import pick, split_key
 from agentbot.templates import render, render_value
 
@@ -410,8 +411,9 @@ def match_button(
         for button in buttons:
             if said in (normalize(button.text), normalize(button.value)):
                 return button
-        if positions and said.isdigit() and 1 <= int(said) <= len(buttons):
-            return buttons[int(said) - 1]
+        position = ascii_int(said, max_digits=3) if positions else None
+        if position is not None and 1 <= position <= len(buttons):
+            return buttons[position - 1]
     return None
 
 
@@ -889,10 +891,14 @@ def _text(event: CustomerMessage | OptionSubmitted) -> str:
 
 
 def _url_part(value: str) -> str:
-    # a variable fills a part of the URL, never its structure: "/", "?", "&", "#" are escaped
+    # a variable fills a part of the URL, never its structure: "/", "?", "&", "#" are escaped,
+    # and so are the dots of "." and "..", which would otherwise move up the path
+    if value.strip(".") == "":
+        return value.replace(".", "%2E")
     return quote(value, safe="")
 
 
 def _header_part(value: str) -> str:
-    # a line break in a header value would start a new header
-    return " ".join(value.splitlines())
+    # a line break in a header value would start a new header; other control characters are
+    # refused by HTTP: each becomes a space
+    return "".join(" " if c < " " or c == "\x7f" else c for c in " ".join(value.splitlines()))

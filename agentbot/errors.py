@@ -57,3 +57,8 @@ class ChatwootRejected(ChatwootError):
 
 class StoreError(AgentbotError):
     """The database could not be reached or refused the statement."""
+
+
+class DataRefused(StoreError):
+    """The database is up but refused the data (a value out of range, text it cannot hold):
+    bad input, answered 400, never reported as the database being away."""

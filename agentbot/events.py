@@ -8,10 +8,14 @@ is the display id used in REST paths.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from typing import Any
+
+from agentbot.jsonsafe import ascii_int, bigint
 
 ACTIONABLE_STATUS = "pending"
 # A customer's message on a snoozed conversation comes with status open (Chatwoot reopens it).
@@ -140,10 +144,13 @@ class ConversationChanged:
     assigned: bool  # the assignee changed in this event
     previous_status: str | None = None  # from `changed_attributes`, when it says
     labels_added: tuple[str, ...] = ()  # labels in `changed_attributes.label_list` that are new
+    # A hash of the whole payload: its `updated_at` (to the microsecond) makes every real
+    # change unique, while a captured event replayed under a new delivery id is the same.
+    fingerprint: str = ""
 
     @property
-    def dedupe_key(self) -> None:
-        return None
+    def dedupe_key(self) -> str:
+        return f"conversation:{self.fingerprint}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -408,6 +415,7 @@ def _conversation_changed(name: str, payload: Mapping[str, Any]) -> Conversation
         assigned="assignee_id" in changed,
         previous_status=previous if isinstance(previous, str) else None,
         labels_added=added,
+        fingerprint=fingerprint(payload),
     )
 
 
@@ -429,6 +437,12 @@ def _label_names(value: object) -> list[str]:
     if isinstance(value, str):
         return [x.strip() for x in value.split(",") if x.strip()]
     return []
+
+
+def fingerprint(payload: Mapping[str, Any]) -> str:
+    """A hash of the payload's content, the same however its keys are ordered."""
+    text = json.dumps(payload, sort_keys=True, ensure_ascii=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _widget_opened(payload: Mapping[str, Any]) -> WidgetOpened | Ignored:
@@ -549,9 +563,9 @@ def _maybe_int(value: object) -> int | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.isdigit():
-        return int(value)
+        return bigint(value)
+    if isinstance(value, str):
+        return ascii_int(value)
     return None
 
 

@@ -16,12 +16,15 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Literal
 
-from agentbot.answers import InputType
+from agentbot.answers import InputType, Matcher
 from agentbot.expressions import Expression
 from agentbot.hours import Hours
 from agentbot.templates import Template
 
 OPEN_NOW = "open_now"  # the condition name that tests the flow's business hours
+# A flow's name: a slug (it appears in URLs, logs and the database), at most 64 characters.
+FLOW_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
 DEFAULT_HANDOFF_WORDS: tuple[str, ...] = ("atendente", "humano", "agent")
 DEFAULT_RESTART_WORDS: tuple[str, ...] = ("menu", "reiniciar", "restart")
 DEFAULT_RETRY_MESSAGE = "Não entendi. Por favor, escolha uma das opções:"
@@ -53,7 +56,7 @@ class InputSpec:
 
     save_as: str
     type: InputType = InputType.TEXT
-    pattern: re.Pattern[str] | None = None
+    pattern: Matcher | None = None
     error_message: Template | None = None
     retries: int = DEFAULT_RETRIES
 

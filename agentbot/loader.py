@@ -17,6 +17,8 @@ from pathlib import PurePosixPath
 from types import MappingProxyType
 from typing import Any
 
+import re2
+
 from agentbot import validation as check
 from agentbot.answers import InputType
 from agentbot.errors import FlowError
@@ -41,6 +43,7 @@ from agentbot.flows import (
     DEFAULT_RETRIES,
     DEFAULT_RETRY_MESSAGE,
     DEFAULT_WEBHOOK_TIMEOUT,
+    FLOW_NAME,
     MAX_BUTTON_TITLE,
     MAX_BUTTONS,
     MAX_LIST_TITLE,
@@ -135,13 +138,23 @@ RESERVED_NAMES = frozenset({"nome", "contact", "conversation", OPEN_NOW}) | KEYW
 LABEL = re.compile(r"[\w-]+")
 VARIABLE = re.compile(r"[^\W\d]\w*")
 ATTRIBUTE = re.compile(r"(contact|conversation)\.custom_attributes\.(\w+)")
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False  # the problem is reported, with the flow's file and line
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 URL_ORIGIN = re.compile(r"(https?)://([^/?#]+)", re.IGNORECASE)
 _NONE: Mapping[str, Any] = MappingProxyType({})
 
 
-def parse_flow(text: str, filename: str, *, shared_hours: Mapping[str, Any] = _NONE) -> Flow:
+def parse_flow(
+    text: str,
+    filename: str,
+    default_name: str | None = None,
+    *,
+    shared_hours: Mapping[str, Any] = _NONE,
+) -> Flow:
     """Parse and validate one flow file; raise `FlowError` naming every problem in it.
+    Without `name:` the flow is named `default_name`, by default the file's name.
 
     `shared_hours` maps a name to the hours a flow may name (`hours: office`); the shell reads
     them from FLOWS_DIR/hours/*.yaml.
@@ -153,7 +166,7 @@ def parse_flow(text: str, filename: str, *, shared_hours: Mapping[str, Any] = _N
     flow = _build(
         document.data,
         report,
-        default_name=PurePosixPath(filename).stem,
+        default_name=default_name or PurePosixPath(filename).stem,
         lines=lines,
         shared_hours=shared_hours,
     )
@@ -552,10 +565,21 @@ def _pattern(
         report.add(f"{path}.pattern", "pattern only applies to type: regex")
         return None
     try:
-        return re.compile(source)
+        re.compile(source)  # for the column of a syntax error
     except re.error as exc:
         column = (exc.pos or 0) + 1
         report.add(f"{path}.pattern", f"invalid pattern: {exc.msg} at column {column}")
+        return None
+    try:
+        # RE2 runs in time linear in the text: customer text cannot stall the service.
+        return re2.compile(source, options=_RE2_OPTIONS)  # type: ignore[no-any-return]
+    except re2.error as exc:
+        reason = exc.args[0].decode() if isinstance(exc.args[0], bytes) else str(exc.args[0])
+        report.add(
+            f"{path}.pattern",
+            f"pattern not supported by RE2, the linear-time engine agentbot runs patterns "
+            f"with ({reason}): write it without backreferences or lookaround",
+        )
         return None
 
 
@@ -698,7 +722,12 @@ def _headers(raw: Mapping[str, Any], path: str, report: check.Report) -> dict[st
             report.add(item_path, f"{name!r} is not a valid header name")
             continue
         template = _template(item, item_path, name, report)
-        if template is not None:
+        if template is not None and any(
+            isinstance(part, str) and _CONTROL.search(part) for part in template.parts
+        ):
+            report.add(item_path, "a header value cannot hold a line break or control character")
+        elif template is not None:
+            # non-ASCII text (written here or from a variable) is sent as UTF-8
             headers[name] = template
     return headers
 
@@ -819,6 +848,13 @@ def _build(
         return None
     check.unknown_keys(definition, TOP_KEYS, "", report)
     name = check.optional_text(definition, "name", "", report) or default_name
+    if not FLOW_NAME.fullmatch(name):
+        where = "name" if "name" in definition else "(root)"
+        report.add(
+            where,
+            f"flow name {name[:80]!r} is not a slug: use letters, digits, '_', '-' and '.' "
+            "(at most 64 characters, starting with a letter or digit)",
+        )
     title = check.optional_text(definition, "title", "", report) or name
     blocks = _blocks(definition, report)
     ids = list(blocks)

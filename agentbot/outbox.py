@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, assert_never
 
 import httpx
+import psycopg
 import structlog
 from tenacity import (
     AsyncRetrying,
@@ -26,7 +28,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from agentbot import channels
+from agentbot import channels, jsonsafe
 from agentbot.chatwoot import ChatwootClient
 from agentbot.engine import (
     Action,
@@ -44,6 +46,7 @@ from agentbot.engine import (
     WebhookReply,
 )
 from agentbot.errors import ChatwootRejected, ChatwootUnavailable, StoreError
+from agentbot.jsonsafe import clean_text
 from agentbot.store import Claim, OutboxRow, Store, Tx
 
 log = structlog.get_logger("agentbot.outbox")
@@ -64,6 +67,9 @@ class RetryPolicy:
     give_up_after: float = 3600.0
     min_attempts: int = 10
     flood_delay: float = 60.0  # Chatwoot counts messages per conversation per minute
+    # An action that fails with an error nobody foresaw (a bug, data Chatwoot or the database
+    # refuses) is tried this many times, with backoff, before it is dead-lettered.
+    unexpected_attempts: int = 3
 
     def next_delay(
         self, attempts: int, age_seconds: float, retry_after: float | None = None
@@ -276,6 +282,45 @@ class Outbox:
             bound.error("outbox.dead", error=error)
             await claim.give_up(error=error, handoff=None)
             return
+        try:
+            # A savepoint: whatever fails inside leaves the claim's transaction usable, so the
+            # failure is recorded and the row never rolls back to pending to spin at once.
+            async with claim.tx.conn.transaction():
+                await self._attempt(claim, action)
+        except (psycopg.OperationalError, psycopg.InterfaceError):
+            raise  # the database went away: an outage (the claim rolls back), not this row
+        except Exception as exc:
+            await self._unexpected(claim, action, exc)
+
+    async def _unexpected(self, claim: Claim, action: Action, exc: Exception) -> None:
+        """A failed attempt with backoff; after `unexpected_attempts`, dead and handed off."""
+        row = claim.row
+        error = clean_text(f"unexpected error: {exc!r}"[:1000])
+        attempts = row.attempts + 1
+        if attempts >= self.policy.unexpected_attempts:
+            await self._give_up(claim, action, f"gave up after {attempts} attempts: {error}")
+            return
+        age = (self.clock() - row.created_at).total_seconds()
+        delay = self.policy.next_delay(attempts, age) or self.policy.first_delay
+        log.warning(
+            "outbox.failed_attempt",
+            outbox_id=row.id,
+            conversation_id=row.conversation_id,
+            action=row.action.get("type"),
+            error=error,
+            attempts=attempts,
+            delay=delay,
+        )
+        await claim.reschedule(delay=delay, error=error)
+
+    async def _attempt(self, claim: Claim, action: Action) -> None:
+        row = claim.row
+        bound = log.bind(
+            outbox_id=row.id,
+            account_id=row.account_id,
+            conversation_id=row.conversation_id,
+            action=row.action.get("type"),
+        )
         if isinstance(action, CallWebhook):
             await self._call_webhook(claim, action)
             return
@@ -368,7 +413,8 @@ class Outbox:
         raise AssertionError("unreachable: tenacity reraises the last error")
 
 
-WEBHOOK_RETRIES = 2  # design §6: at most 2 quick retries, for idempotent calls only
+WEBHOOK_RETRIES = 2  # at most 2 quick retries, for idempotent calls only
+MAX_WEBHOOK_ANSWER = 256 * 1024  # bytes of a flow webhook's answer read at most
 
 
 async def call_webhook(
@@ -380,33 +426,68 @@ async def call_webhook(
     """One external call as the flow describes it; the outcome as data, never an exception."""
     tries = 1 + (WEBHOOK_RETRIES if call.retry else 0)
     reply = WebhookReply(call.block, ok=False, status=None, data=None, error="not called")
+    try:
+        # Header values are sent as UTF-8 (a contact named José); a line break never gets
+        # this far (the engine folds it), and h11 refuses any other control character.
+        headers = {k.encode("ascii"): v.encode("utf-8") for k, v in call.headers.items()}
+        body = None if call.body is None else json.dumps(call.body, allow_nan=False).encode()
+    except ValueError as exc:
+        return WebhookReply(call.block, False, None, None, f"request not sent: {exc}")
+    if body is not None:
+        headers.setdefault(b"content-type", b"application/json")
     for attempt in range(tries):
         if attempt:
             await sleep(0.2 * attempt)
         try:
-            response = await http.request(
-                call.method,
-                call.url,
-                headers=dict(call.headers),
-                json=call.body if call.body is not None else None,
-                timeout=call.timeout,
-            )
+            async with http.stream(
+                call.method, call.url, headers=headers, content=body, timeout=call.timeout
+            ) as response:
+                raw = await _read_capped(response, MAX_WEBHOOK_ANSWER)
         except httpx.TimeoutException:
             reply = WebhookReply(call.block, False, None, None, f"timed out after {call.timeout} s")
             continue
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, ValueError) as exc:
+            # ValueError: a header or URL httpx cannot send (a flow's variable put it there).
             reply = WebhookReply(call.block, False, None, None, f"request failed: {exc!r}")
             continue
-        try:
-            data: Any = response.json()
-        except ValueError:
-            data = response.text
+        if raw is None:
+            error = f"the answer is larger than {MAX_WEBHOOK_ANSWER} bytes"
+            return WebhookReply(call.block, False, response.status_code, None, error)
+        data, problem = _answer(raw, response.encoding or "utf-8")
+        if problem is not None:
+            # Retrying would get the same answer: the flow takes its error path now.
+            return WebhookReply(call.block, False, response.status_code, None, problem)
         if response.status_code >= 400:
             error = f"answered {response.status_code}"
             reply = WebhookReply(call.block, False, response.status_code, data, error)
             continue
         return WebhookReply(call.block, True, response.status_code, data)
     return reply
+
+
+async def _read_capped(response: httpx.Response, limit: int) -> bytes | None:
+    """The answer's body, or None when it is larger than `limit` (reading stops there)."""
+    body = bytearray()
+    async for chunk in response.aiter_bytes():
+        body.extend(chunk)
+        if len(body) > limit:
+            return None
+    return bytes(body)
+
+
+def _answer(raw: bytes, encoding: str) -> tuple[Any, str | None]:
+    """The answer as JSON fit to store, else as text; or what makes it unfit."""
+    try:
+        return jsonsafe.loads(raw), None
+    except jsonsafe.NotJson:
+        pass
+    except jsonsafe.Unfit as exc:
+        return None, f"the answer cannot be stored: {exc}"
+    try:
+        text = raw.decode(encoding, errors="replace")
+    except LookupError:
+        text = raw.decode("utf-8", errors="replace")
+    return clean_text(text), None
 
 
 async def carry_out(

@@ -17,7 +17,7 @@ from psycopg.rows import class_row, dict_row
 from psycopg.types.json import Json, Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from agentbot.errors import StoreError
+from agentbot.errors import DataRefused, StoreError
 
 INSERT_EVENT = """
 insert into workflow_events (delivery_id, dedupe_key, event, account_id, conversation_id)
@@ -272,6 +272,11 @@ insert into agentbot_audit (remote, method, path, action, subject, detail)
 values (%(remote)s, %(method)s, %(path)s, %(action)s, %(subject)s, %(detail)s)
 """
 SELECT_SETTING = "select value from agentbot_settings where key = %(key)s"
+SELECT_SETTINGS = "select key, value from agentbot_settings where key = any(%(keys)s)"
+UPSERT_SETTING = """
+insert into agentbot_settings (key, value) values (%(key)s, %(value)s)
+on conflict (key) do update set value = excluded.value, created_at = now()
+"""
 INSERT_SETTING = """
 insert into agentbot_settings (key, value) values (%(key)s, %(value)s)
 on conflict (key) do nothing
@@ -566,6 +571,8 @@ class Store:
         try:
             async with self.pool.connection() as conn, conn.transaction():
                 yield Tx(conn)
+        except psycopg.DataError as exc:
+            raise DataRefused(f"the database refused the data: {exc}") from exc
         except psycopg.Error as exc:
             raise StoreError(f"database error: {exc}") from exc
         except TimeoutError as exc:  # the pool found no connection: the database is away
@@ -724,6 +731,16 @@ class Store:
             row = await cur.fetchone()
             assert row is not None
             return str(row[0]), str(row[0]) == value
+
+    async def settings(self, *keys: str) -> dict[str, str]:
+        """The stored values of these keys (absent keys left out)."""
+        async with self.transaction() as tx:
+            cur = await tx.conn.execute(SELECT_SETTINGS, {"keys": list(keys)})
+            return {str(k): str(v) for k, v in await cur.fetchall()}
+
+    async def replace_setting(self, key: str, value: str) -> None:
+        async with self.transaction() as tx:
+            await tx.conn.execute(UPSERT_SETTING, {"key": key, "value": value})
 
     # Outbox
 

@@ -20,8 +20,11 @@ import yaml
 
 from agentbot.errors import FlowError
 
-DURATION = re.compile(r"\s*(?:\d+\s*[smhd]\s*)+")
-DURATION_PART = re.compile(r"(\d+)\s*([smhd])")
+DURATION = re.compile(r"\s*(?:\d+\s*[smhd]\s*)+", re.ASCII)
+DURATION_PART = re.compile(r"(\d+)\s*([smhd])", re.ASCII)
+MAX_DURATION_DAYS = 366
+MAX_TEXT = 1024 * 1024  # characters of one flow document
+MAX_NODES = 20_000  # values in one flow document, aliases expanded
 DURATION_UNITS: Mapping[str, int] = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 MERGE_TAG = "tag:yaml.org,2002:merge"
 ALIAS_CYCLE = "a YAML alias refers to its own anchor: write the value out"
@@ -41,8 +44,22 @@ class Problem:
 def read_yaml(text: str, filename: str) -> tuple[Any, yaml.Node | None]:
     """The data (`yaml.safe_load`) and the node tree (for line numbers) of a YAML text; a
     syntax error is a `FlowError` with one problem at its line, path `(yaml)`."""
+    if len(text) > MAX_TEXT:
+        message = f"the file is {len(text)} characters long: a flow is at most {MAX_TEXT}"
+        raise FlowError([Problem(filename, 1, "(yaml)", message)])
     try:
-        return yaml.safe_load(text), yaml.compose(text, Loader=yaml.SafeLoader)
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        if root is not None and expanded_size(root) > MAX_NODES:
+            # Aliases repeat what their anchor holds: a few bytes can stand for gigabytes.
+            message = (
+                f"the document holds more than {MAX_NODES} values once its aliases (*name) "
+                "are expanded: write it with fewer aliases or split the flow"
+            )
+            raise FlowError([Problem(filename, 1, "(yaml)", message)])
+        return yaml.safe_load(text), root
+    except RecursionError as exc:
+        message = "the document is nested too deeply"
+        raise FlowError([Problem(filename, 1, "(yaml)", message)]) from exc
     except yaml.reader.ReaderError as exc:
         # A character YAML refuses; the reader knows only its offset in the text.
         line = text.count("\n", 0, exc.position) + 1
@@ -52,6 +69,38 @@ def read_yaml(text: str, filename: str) -> tuple[Any, yaml.Node | None]:
         line = exc.problem_mark.line + 1 if exc.problem_mark else 1
         message = ", ".join(part for part in (exc.context, exc.problem) if part)
         raise FlowError([Problem(filename, line, "(yaml)", message)]) from exc
+
+
+def expanded_size(root: yaml.Node) -> int:
+    """How many values the node tree holds with every alias expanded; counting stops a little
+    past MAX_NODES. An alias that refers to its own anchor counts once (read_document refuses
+    it)."""
+    sizes: dict[int, int] = {}
+    on_path: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        children = _children(node)
+        if done:
+            on_path.discard(key)
+            total = 1 + sum(sizes.get(id(c), 1) for c in children)
+            sizes[key] = min(total, MAX_NODES + 1)
+            continue
+        if key in sizes or key in on_path:
+            continue
+        on_path.add(key)
+        stack.append((node, True))
+        stack.extend((c, False) for c in children)
+    return sizes[id(root)]
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    return []
 
 
 # --- where things are in the file ---------------------------------------------------------
@@ -319,8 +368,15 @@ def duration(value: object, path: str, report: Report) -> timedelta | None:
     if not isinstance(value, str) or not DURATION.fullmatch(value):
         report.add(path, f"expected a duration like 30s, 10m, 2h or 1d, got {describe(value)}")
         return None
-    seconds = sum(int(n) * DURATION_UNITS[unit] for n, unit in DURATION_PART.findall(value))
+    parts = DURATION_PART.findall(value)
+    if any(len(n) > 9 for n, _ in parts):
+        report.add(path, f"a duration is at most {MAX_DURATION_DAYS}d")
+        return None
+    seconds = sum(int(n) * DURATION_UNITS[unit] for n, unit in parts)
     if seconds == 0:
         report.add(path, "a duration must be more than zero")
+        return None
+    if seconds > MAX_DURATION_DAYS * 86400:
+        report.add(path, f"a duration is at most {MAX_DURATION_DAYS}d")
         return None
     return timedelta(seconds=seconds)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import itertools
 import json
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -18,11 +19,13 @@ import psycopg
 
 from agentbot.app import create_app
 from agentbot.config import Secret, Settings
+from agentbot.destinations import Allowed
 from agentbot.outbox import RetryPolicy
 from tests.conftest import SAMPLES, ServedApp
 from tests.fakes import FakeChatwoot, FakeChatwootServer
 
 WEBHOOK_TOKEN = "hook-token"
+API_TOKEN = "api-token"
 # Quick retries so that outages in tests last milliseconds, not minutes.
 FAST = RetryPolicy(
     in_process_attempts=3,
@@ -153,6 +156,8 @@ async def running(
     policy: RetryPolicy = FAST,
     clock: Callable[[], datetime] | None = None,
     timer_interval: float = 0.05,
+    webhook_allowed: str = "",
+    body_deadline: float = 10.0,
 ) -> AsyncIterator[Harness]:
     fake = fake or FakeChatwoot()
     with FakeChatwootServer(fake) as chatwoot:
@@ -160,7 +165,9 @@ async def running(
             chatwoot_url=chatwoot.url,
             chatwoot_api_token=Secret(fake.bot_token),
             webhook_token=Secret(WEBHOOK_TOKEN),
+            api_token=Secret(API_TOKEN),
             flows_dir=flows_dir,
+            webhook_allowed=Allowed.parse(webhook_allowed),
         )
         app = create_app(
             settings,
@@ -169,6 +176,7 @@ async def running(
             poll_interval=0.05,
             timer_interval=timer_interval,
             clock=clock or (lambda: datetime.now(UTC)),
+            body_deadline=body_deadline,
         )
         async with (
             ServedApp(app) as served,
@@ -181,6 +189,9 @@ def write_flow(directory: Path, text: str = SALES_FLOW, name: str = "vendas.yaml
     directory.mkdir(parents=True, exist_ok=True)
     (directory / name).write_text(text)
     return directory
+
+
+_UPDATED_AT = itertools.count(1781964615.204117, 0.000001)
 
 
 def conversation_event(
@@ -197,6 +208,7 @@ def conversation_event(
         (SAMPLES / "conversation_status_changed_bot_handoff.json").read_text()
     )
     data.update(event=event, id=conversation_id, status=status, changed_attributes=changed)
+    data["updated_at"] = next(_UPDATED_AT)  # Chatwoot's to the microsecond: each event differs
     data["account"]["id"] = account_id
     data["meta"]["assignee"] = assignee
     data["meta"]["assignee_type"] = "User" if assignee else None

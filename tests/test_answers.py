@@ -46,6 +46,11 @@ CASES = [
     (InputType.PHONE, "+1 234", None),
     # number
     (InputType.NUMBER, "42", 42),
+    (InputType.NUMBER, "፩", None),  # a digit, but not an ASCII one
+    (InputType.NUMBER, "١٢", None),
+    (InputType.NUMBER, "9" * 402, None),  # would be infinity as a float
+    (InputType.NUMBER, "1" * 5000, None),  # too long to print as an int
+    (InputType.NUMBER, "1" * 30, 111111111111111111111111111111),
     (InputType.NUMBER, "-7", -7),
     (InputType.NUMBER, "+3", 3),
     (InputType.NUMBER, "1234.5", 1234.5),

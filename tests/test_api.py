@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
+from agentbot import tokens
 from agentbot.config import Secret, Settings
 from tests.fakes import FakeChatwoot, FakeChatwootServer
 from tests.harness import WEBHOOK_TOKEN, incoming, running, write_flow
@@ -202,7 +203,10 @@ async def test_generated_api_token_and_bad_json(db_dsn: str, tmp_path: Path) -> 
     )
     with capture_logs() as logs:
         async with running(db_dsn, tmp_path, settings=settings) as h:
-            token = h.query("select value from agentbot_settings where key = 'api_token'")[0][0]
+            [event] = [e for e in logs if e["event"] == "api.token_generated"]
+            token = event["api_token"]
+            stored = h.query("select value from agentbot_settings where key = 'api_token'")
+            assert stored == [(tokens.digest(token),)]  # kept hashed, never in clear
             auth = {"authorization": f"Bearer {token}"}
             r = await h.http.post("/api/workflow/start", content=b"{", headers=auth)
             assert (r.status_code, r.json()["error"]) == (400, "bad_json")

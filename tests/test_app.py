@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
+from agentbot import tokens
 from agentbot.config import Secret, Settings
 from tests.fakes import FakeChatwoot
-from tests.harness import incoming, running, write_flow
+from tests.harness import API_TOKEN, Harness, incoming, running, write_flow
 from tests.proxy import DatabaseProxy
 
 pytestmark = pytest.mark.anyio
@@ -235,7 +236,10 @@ async def test_generated_token_is_kept(db_dsn: str, tmp_path: Path) -> None:
     settings = Settings(flows_dir=write_flow(tmp_path))
     with capture_logs() as logs:
         async with running(db_dsn, tmp_path, settings=settings) as h:
-            token = h.query("select value from agentbot_settings where key = 'webhook_token'")[0][0]
+            [event] = [e for e in logs if e["event"] == "webhook.token_generated"]
+            token = event["webhook_url"].rpartition("?token=")[2]
+            stored = h.query("select value from agentbot_settings where key = 'webhook_token'")
+            assert stored == [(tokens.digest(token),)]  # kept hashed, never in clear
             assert (await h.post(incoming(97, 1, "Oi"), token=None)).status_code == 401
             assert (await h.post(incoming(97, 1, "Oi"), token=token)).status_code == 200
             health = (await h.http.get("/health")).json()
@@ -250,8 +254,17 @@ async def test_generated_token_is_kept(db_dsn: str, tmp_path: Path) -> None:
 
 
 async def test_health(db_dsn: str, tmp_path: Path) -> None:
-    """/health reports the database, the flows and what became of the events since the start."""
+    """/health reports the database, and with the API token the flows and what became of the
+    events since the start; without it, fixed keys only."""
     async with running(db_dsn, write_flow(tmp_path)) as h:
+        r = await h.http.get("/health")
+        assert r.json() == {
+            "status": "ok",
+            "database": "ok",
+            "chatwoot": "configured",
+            "flow_count": 1,
+        }
+        h.http.headers["authorization"] = f"Bearer {API_TOKEN}"
         r = await h.http.get("/health")
         assert r.status_code == 200
         assert r.json() == {
@@ -275,6 +288,10 @@ async def test_database_down_and_back(db_dsn: str, tmp_path: Path) -> None:
     async with DatabaseProxy(db_dsn) as proxy, running(proxy.dsn, write_flow(tmp_path)) as h:
         assert (await h.post(incoming(98, 1, "Oi"))).status_code == 200
         await h.until(lambda: len(h.sent(98)) == 1)
+        # Marked sent (asked past the proxy, which this thread would block): a cut now cannot
+        # make the reply go out twice.
+        direct = Harness(h.http, h.fake, h.chatwoot, db_dsn, h.url)
+        await direct.settled()
         await proxy.cut()
         r = await h.post(incoming(98, 2, "Sim"))
         assert (r.status_code, r.json()["error"]) == (500, "database_unavailable")
@@ -291,3 +308,34 @@ async def test_database_down_and_back(db_dsn: str, tmp_path: Path) -> None:
         assert r.status_code == 200
         await h.until(lambda: len(h.sent(98)) == 2)
         assert h.contents(98)[1] == "Qual produto te interessa?"
+
+
+async def test_reset_tokens_reach_a_running_service(db_dsn: str) -> None:
+    """Generated tokens are re-read like flows: after a reset the new ones work, the old don't;
+    tokens set in the environment are never replaced."""
+    from psycopg_pool import AsyncConnectionPool
+
+    from agentbot.app import Credentials, api_token, webhook_auth
+    from agentbot.store import Store
+
+    async with AsyncConnectionPool(db_dsn, min_size=1, open=False) as pool:
+        store = Store(pool)
+        with capture_logs() as logs:
+            credentials = Credentials(
+                await webhook_auth(Settings(), store), await api_token(Settings(), store)
+            )
+        old_api = next(e["api_token"] for e in logs if e["event"] == "api.token_generated")
+        assert credentials.api.matches(old_api)
+        await store.replace_setting(tokens.API_KEY, tokens.digest("new-api"))
+        await store.replace_setting(tokens.WEBHOOK_KEY, tokens.digest("new-hook"))
+        await credentials.refresh(store)
+        assert credentials.api.matches("new-api")
+        assert not credentials.api.matches(old_api)
+        assert credentials.webhook.token is not None
+        assert credentials.webhook.token.matches("new-hook")
+        fixed = Settings(webhook_token=Secret("env-hook"), api_token=Secret("env-api"))
+        pinned = Credentials(await webhook_auth(fixed, store), await api_token(fixed, store))
+        await pinned.refresh(store)
+        assert pinned.api.matches("env-api")
+        assert pinned.webhook.token is not None
+        assert pinned.webhook.token.matches("env-hook")

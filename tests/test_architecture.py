@@ -24,6 +24,7 @@ PURE = (
     "graph",
     "hours",
     "splits",
+    "jsonsafe",
 )
 SHELL = {"starlette", "httpx", "psycopg", "psycopg_pool", "asyncio", "structlog", "uvicorn"}
 SHELL |= {"os", "pathlib", "subprocess", "socket", "time", "random", "uuid", "secrets"}

@@ -66,8 +66,9 @@ async def test_refresh_picks_up_other_replicas_flows(db_dsn: str, tmp_path: Path
     import asyncio
     import contextlib
 
-    from agentbot.app import refresh_flows
+    from agentbot.app import Credentials, WebhookAuth, refresh_flows
     from agentbot.loader import parse_flow
+    from agentbot.tokens import Verifier
 
     async with AsyncConnectionPool(db_dsn, min_size=1, open=False) as pool:
         here, there = Catalog(Store(pool)), Catalog(Store(pool))
@@ -75,7 +76,10 @@ async def test_refresh_picks_up_other_replicas_flows(db_dsn: str, tmp_path: Path
         flow = parse_flow(SALES_FLOW, "vendas.yaml")
         await there.store_api_flow(flow, file="<request>", user_token=False)
         assert "vendas" not in here.current
-        task = asyncio.create_task(refresh_flows(here, interval=0.01))
+        credentials = Credentials(
+            WebhookAuth(secret=None, token=Verifier.of("t")), Verifier.of("a")
+        )
+        task = asyncio.create_task(refresh_flows(here, credentials, here.store, interval=0.01))
         for _ in range(200):
             if "vendas" in here.current:
                 break

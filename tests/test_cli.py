@@ -206,3 +206,47 @@ def test_contact_attributes_need_the_user_token(tmp_path: Path) -> None:
         f"{flows}/cpf.yaml:6: blocks.a.save_to: contact attributes need CHATWOOT_USER_TOKEN"
         in result.stderr
     )
+
+
+def test_tokens_command(db_dsn: str, tmp_path: Path) -> None:
+    """`agentbot tokens` shows the tokens in force; generated ones are hashes it cannot show, so
+    it says how to reset them; --reset prints new ones once and keeps only their hashes."""
+    from agentbot import tokens
+
+    env = environment(tmp_path, DATABASE_URL=db_dsn)
+    first = agentbot("tokens", env=env, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.splitlines() == [
+        "webhook URL: none yet: `agentbot serve` generates one at its first start",
+        "API token: none yet: `agentbot serve` generates one at its first start",
+    ]
+    reset = agentbot("tokens", "--reset", env=env, cwd=tmp_path)
+    assert reset.returncode == 0, reset.stderr
+    hook_line, api_line = reset.stdout.splitlines()
+    hook = hook_line.split("?token=")[1].split()[0]
+    api = api_line.split()[2]
+    assert hook_line.startswith("webhook URL: http://<this-host>:3001/webhooks/chatwoot?token=")
+    with psycopg.connect(db_dsn) as conn:
+        stored: dict[str, str] = dict(
+            conn.execute("select key, value from agentbot_settings").fetchall()
+        )
+    assert stored == {"webhook_token": tokens.digest(hook), "api_token": tokens.digest(api)}
+    again = agentbot("tokens", env=env, cwd=tmp_path)
+    assert hook not in again.stdout
+    assert api not in again.stdout
+    assert again.stdout.count("kept only as a hash") == 2
+    assert again.stdout.count("agentbot tokens --reset") == 2
+    configured = environment(
+        tmp_path, DATABASE_URL=db_dsn, WEBHOOK_TOKEN="hook-env", WORKFLOWS_API_TOKEN="api-env"
+    )
+    shown = agentbot("tokens", "--reset", env=configured, cwd=tmp_path)
+    assert shown.stdout.splitlines() == [
+        "webhook URL: http://<this-host>:3001/webhooks/chatwoot?token=hook-env (WEBHOOK_TOKEN)",
+        "API token: api-env (WORKFLOWS_API_TOKEN)",
+    ]
+    with psycopg.connect(db_dsn) as conn:  # what the environment sets is not reset
+        assert dict(conn.execute("select key, value from agentbot_settings").fetchall()) == stored
+    signed = environment(tmp_path, DATABASE_URL=db_dsn, CHATWOOT_WEBHOOK_SECRET="s")
+    assert (
+        "signed with CHATWOOT_WEBHOOK_SECRET" in agentbot("tokens", env=signed, cwd=tmp_path).stdout
+    )

@@ -55,7 +55,22 @@ BAD = [
     ("database dsn", {"DATABASE_URL": "host=db port"}, "DATABASE_URL cannot be parsed"),
     ("log level", {"LOG_LEVEL": "loud"}, "LOG_LEVEL 'loud' is not one of"),
     ("log format", {"LOG_FORMAT": "xml"}, "LOG_FORMAT 'xml' is not one of json, console"),
+    (
+        "allowed networks",
+        {"WEBHOOK_ALLOWED_NETWORKS": "10.0.0.0/8, crm internal"},
+        "WEBHOOK_ALLOWED_NETWORKS has 'crm internal' is neither a network",
+    ),
 ]
+
+
+def test_allowed_networks() -> None:
+    """WEBHOOK_ALLOWED_NETWORKS lists the internal networks and hosts flow webhooks may call."""
+    from ipaddress import ip_network
+
+    s = Settings.from_environ({"WEBHOOK_ALLOWED_NETWORKS": "10.0.0.0/8,127.0.0.1, CRM.internal"})
+    assert s.webhook_allowed.networks == (ip_network("10.0.0.0/8"), ip_network("127.0.0.1/32"))
+    assert s.webhook_allowed.hosts == frozenset({"crm.internal"})
+    assert Settings.from_environ({}).webhook_allowed.networks == ()
 
 
 @pytest.mark.parametrize(("environ", "message"), [b[1:] for b in BAD], ids=[b[0] for b in BAD])

@@ -31,6 +31,7 @@ from agentbot.engine import (
     WebhookReply,
     choose_flow,
     choose_widget_flow,
+    match_button,
     scope,
     snapshot,
     start,
@@ -1079,3 +1080,21 @@ def test_choose_widget_flow(inbox: int, name: str) -> None:
 def test_choose_widget_flow_none() -> None:
     """No flow asks for the widget: nothing greets."""
     assert choose_widget_flow(WIDGET_FLOWS[:1], 3) is None
+
+
+@pytest.mark.parametrize("text", ["፩", "1" * 5000, "0", "4"])
+def test_odd_digits_are_no_position(text: str) -> None:
+    """Only ASCII digits of a real position pick a button: not "፩", not 5,000 digits."""
+    buttons = FLOW.blocks["inicio"].buttons
+    assert match_button(buttons, said(text)) is None
+
+
+@pytest.mark.parametrize(
+    ("value", "part"),
+    [("..", "%2E%2E"), (".", "%2E"), ("a/b", "a%2Fb"), ("v1.2", "v1.2"), ("", "")],
+)
+def test_url_variables_cannot_move_the_path(value: str, part: str) -> None:
+    """A variable in a URL path is one segment: "..", "." and "/" are encoded."""
+    from agentbot.engine import _url_part
+
+    assert _url_part(value) == part

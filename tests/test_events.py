@@ -333,7 +333,13 @@ def test_conversation_changed(
     assert (event.status_changed, event.assigned) == (status_changed, assigned)
     assert (event.assignee_type, event.assignee_id) == ("User", 3)
     assert event.conversation.id == 1287
-    assert event.dedupe_key is None
+    # A replay under a new delivery id is the same content: the same key.
+    same = parse(dict(reversed(payload.items())))
+    assert isinstance(same, ConversationChanged)
+    assert event.dedupe_key == same.dedupe_key
+    other = parse({**payload, "updated_at": payload["updated_at"] + 0.000001})
+    assert isinstance(other, ConversationChanged)
+    assert event.dedupe_key != other.dedupe_key
 
 
 def test_conversation_changed_without_meta() -> None:

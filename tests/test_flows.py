@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import textwrap
 from collections.abc import Callable
 from datetime import timedelta
@@ -333,7 +332,10 @@ def test_every_block_key_builds_its_model() -> None:
     )
     assert blocks["espera"].timeout == TimeoutSpec(timedelta(hours=1, minutes=30), "fim")
     codigo = blocks["codigo"]
-    assert codigo.input == InputSpec("codigo", InputType.REGEX, re.compile(r"AB\d+"))
+    assert codigo.input is not None
+    assert codigo.input.pattern is not None
+    assert codigo.input.pattern.pattern == r"AB\d+"  # type: ignore[attr-defined]
+    assert codigo.input == InputSpec("codigo", InputType.REGEX, codigo.input.pattern)
     assert codigo.save_to == SaveTarget("contact", "codigo")
     assert blocks["ajuda"].handoff == HandoffSpec(3, 7, parse_template("Cliente {{nome}}"))
     assert blocks["fim"].end == EndSpec(resolve=True)
@@ -1818,3 +1820,83 @@ TEMPLATE_RULES = [
 def test_template_rules(text: str, expected: list[str]) -> None:
     """A malformed `template:` is reported with its path and line."""
     assert problems_of(text) == expected
+
+
+def _problems(text: str, filename: str = "flows/x.yaml") -> list[str]:
+    with pytest.raises(FlowError) as info:
+        parse_flow(textwrap.dedent(text), filename)
+    return [str(p) for p in info.value.problems]
+
+
+MINIMAL = "blocks:\n  a:\n    message: Oi\n"
+
+
+def test_alias_bomb_is_refused_fast() -> None:
+    """A few hundred bytes of nested aliases (millions of values) are refused before expanding."""
+    lines = ["x: &a0 [v, v, v, v, v, v, v, v, v, v]"]
+    lines += [f"x{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
+    [problem] = _problems("\n".join(lines) + "\n" + MINIMAL)
+    assert "more than 20000 values once its aliases" in problem
+
+
+def test_deep_nesting_and_huge_files_are_refused() -> None:
+    """A document nested thousands deep, or over a mebibyte, is one problem, not a crash."""
+    [deep] = _problems("a: " + "[" * 5000 + "]" * 5000 + "\n")
+    assert deep.endswith("the document is nested too deeply")
+    [big] = _problems(MINIMAL + "#" * (1024 * 1024))
+    assert "a flow is at most 1048576" in big
+
+
+@pytest.mark.parametrize(
+    "name", ["../../etc/passwd", "a" * 65, "com espaço", "nul\x00", "-x", ".hidden"]
+)
+def test_flow_names_are_slugs(name: str) -> None:
+    """A flow name is a slug: no path, no spaces, no control characters, at most 64 long."""
+    definition = {"name": name, "blocks": {"a": {"message": "Oi"}}}
+    with pytest.raises(FlowError, match="is not a slug"):
+        flow_from_definition(definition, name="x")
+
+
+def test_redos_pattern_runs_in_linear_time_or_is_refused() -> None:
+    """`pattern:` runs on RE2: the classic catastrophic pattern answers at once; backreferences
+    and lookaround, which RE2 cannot run, are refused at check."""
+    flow = parse_flow(
+        "blocks:\n  a:\n    message: Nome?\n"
+        "    input: {save_as: n, type: regex, pattern: '([A-Za-z]+\\s?)+'}\n",
+        "x.yaml",
+    )
+    spec = flow.blocks["a"].input
+    assert spec is not None
+    assert spec.pattern is not None
+    assert spec.pattern.fullmatch("a" * 50_000 + "!") is None
+    for pattern in ("(a)\\1", "a(?=b)"):
+        [problem] = _problems(
+            "blocks:\n  a:\n    message: C?\n"
+            f"    input: {{save_as: c, type: regex, pattern: '{pattern}'}}\n"
+        )
+        assert "not supported by RE2" in problem
+
+
+@pytest.mark.parametrize(
+    ("after", "message"),
+    [("99999999999d", "at most 366d"), ("367d", "at most 366d"), ("1" * 5000 + "s", "366d")],
+)
+def test_durations_are_bounded(after: str, message: str) -> None:
+    """A duration longer than a year is a problem at check, not an overflow at run."""
+    [problem] = _problems(
+        "blocks:\n  a:\n    message: Oi\n    buttons: [{text: Sim, next_block: a}]\n"
+        f"    timeout: {{after: {after}, next_block: a}}\n"
+    )
+    assert message in problem
+
+
+def test_header_values_with_control_characters_are_refused() -> None:
+    """A header value written with a control character is refused; non-ASCII is fine."""
+    text = (
+        "blocks:\n  a:\n    webhook:\n      url: https://crm.example/x\n"
+        '      headers: {{X-A: "{value}"}}\n'
+    )
+    [problem] = _problems(text.format(value="um\\x01dois"))
+    assert "control character" in problem
+    flow = parse_flow(text.format(value="José {{nome}}"), "x.yaml")
+    assert flow.blocks["a"].webhook is not None

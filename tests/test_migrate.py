@@ -174,3 +174,28 @@ async def test_release_0_1_0_database_is_upgraded_in_place(empty_db_dsn: str) ->
     with psycopg.connect(empty_db_dsn) as conn:
         conn.execute(RAILS_TABLES.encode())
     assert await migrate(empty_db_dsn) == []
+
+
+async def test_plain_tokens_are_hashed(empty_db_dsn: str) -> None:
+    """0002 hashes generated tokens that earlier versions stored in clear; the same token
+    still matches."""
+    from agentbot import tokens
+
+    first = [m for m in load_migrations() if m.name == "0001_initial.sql"]
+    await migrate(empty_db_dsn, first)
+    with psycopg.connect(empty_db_dsn) as conn:
+        conn.execute(
+            "insert into agentbot_settings (key, value) values"
+            " ('webhook_token', 'old-hook'), ('api_token', 'old-api'), ('other', 'kept')"
+        )
+    await migrate(empty_db_dsn)
+    with psycopg.connect(empty_db_dsn) as conn:
+        rows: dict[str, str] = dict(
+            conn.execute("select key, value from agentbot_settings").fetchall()
+        )
+    assert rows == {
+        "webhook_token": tokens.digest("old-hook"),
+        "api_token": tokens.digest("old-api"),
+        "other": "kept",
+    }
+    assert tokens.Verifier(rows["webhook_token"], generated=True).matches("old-hook")

@@ -243,7 +243,9 @@ async def test_webhook_block_end_to_end(db_dsn: str, tmp_path: Path) -> None:
     fake.add_conversation(1, 30, custom_attributes={"origem": "site"})
     async with ServedApp(crm.app) as served:
         flow = CRM_FLOW.replace("{crm}", served.url)
-        async with running(db_dsn, write_flow(tmp_path, flow, "crm.yaml"), fake=fake) as h:
+        crm_yaml = write_flow(tmp_path, flow, "crm.yaml")
+        # The fake CRM listens on 127.0.0.1: the operator's allow-list lets flows call it.
+        async with running(db_dsn, crm_yaml, fake=fake, webhook_allowed="127.0.0.1") as h:
             await h.post(incoming(30, 1, "Oi"))
             await h.until(lambda: len(h.sent(30)) == 1)
             await h.post(incoming(30, 2, "Ana@Exemplo.com "))
@@ -274,7 +276,8 @@ async def test_webhook_error_goes_to_on_error(db_dsn: str, tmp_path: Path) -> No
     crm.fail = 1
     async with ServedApp(crm.app) as served:
         flow = CRM_FLOW.replace("{crm}", served.url)
-        async with running(db_dsn, write_flow(tmp_path, flow, "crm.yaml")) as h:
+        crm_yaml = write_flow(tmp_path, flow, "crm.yaml")
+        async with running(db_dsn, crm_yaml, webhook_allowed="127.0.0.1") as h:
             await h.post(incoming(31, 1, "Oi"))
             await h.post(incoming(31, 2, "ana@exemplo.com"))
             await h.until(lambda: h.fake.status(31) == "resolved")
