@@ -180,6 +180,8 @@ class Flow:
     fallback: str | None = None  # where a customer goes after too many misses; None: hand off
     inactivity: Inactivity | None = None
     template: WhatsAppTemplate | None = None
+    # `variables:` names the flow reads without setting them: a start's initial data
+    variables: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,6 +218,18 @@ def slugify(text: str) -> str:
     ascii_text = decomposed.encode("ascii", "ignore").decode("ascii")
     slug = re.sub(r"[^a-z0-9]+", "_", ascii_text).strip("_")
     return slug[:MAX_VALUE_BYTES].rstrip("_") or FALLBACK_SLUG
+
+
+def set_variables(flow: Flow) -> frozenset[str]:
+    """The variables the flow itself sets: inputs' and webhooks' `save_as`, `set:` names."""
+    names: set[str] = set()
+    for block in flow.blocks.values():
+        names.update(block.assign)
+        if block.input is not None:
+            names.add(block.input.save_as)
+        if block.webhook is not None and block.webhook.save_as is not None:
+            names.add(block.webhook.save_as)
+    return frozenset(names)
 
 
 def captured_variables(flow: Flow) -> tuple[str, ...]:

@@ -19,7 +19,7 @@ from agentbot import validation as check
 from agentbot.answers import InputType
 from agentbot.errors import FlowError
 from agentbot.expressions import KEYWORDS, Expression, ExpressionError, parse_expression
-from agentbot.flowchecks import loops
+from agentbot.flowchecks import loops, unknown_reads
 from agentbot.flows import (
     DEFAULT_HANDOFF_MESSAGE,
     DEFAULT_HANDOFF_WORDS,
@@ -65,6 +65,7 @@ TOP_KEYS = (
     "fallback",
     "inactivity",
     "template",
+    "variables",
 )
 TEMPLATE_KEYS = ("name", "language", "category", "params")
 TRIGGER_KEYS = ("default", "keywords", "inboxes", "widget")
@@ -128,15 +129,17 @@ def parse_flow(text: str, filename: str) -> Flow:
 
 
 def flow_from_definition(
-    definition: Mapping[str, Any], *, name: str, file: str = "<database>"
+    definition: Mapping[str, Any], *, name: str, file: str = "<database>", strict: bool = True
 ) -> Flow:
     """Validate and build a flow already parsed (a version stored in the database).
 
     `name` plays the part of the file name: it is used when the definition has no `name:`.
-    Problems carry line 0, since there is no file to point into.
+    Problems carry line 0, since there is no file to point into. `strict=False` skips the
+    rules added after a version may have been stored (variables read that nothing sets), so
+    that sessions on an old version keep running.
     """
     report = check.Report(file, lambda path: 0)
-    flow = _build(definition, report, default_name=name, lines={})
+    flow = _build(definition, report, default_name=name, lines={}, strict=strict)
     if flow is None:
         raise FlowError(report.problems)
     return flow
@@ -746,7 +749,12 @@ def _blocks(definition: Mapping[str, Any], report: check.Report) -> dict[str, Bl
 
 
 def _build(
-    definition: object, report: check.Report, *, default_name: str, lines: Mapping[str, int]
+    definition: object,
+    report: check.Report,
+    *,
+    default_name: str,
+    lines: Mapping[str, int],
+    strict: bool = True,
 ) -> Flow | None:
     """The flow `definition` describes, or None when `report` holds any problem."""
     if not isinstance(definition, Mapping):
@@ -757,6 +765,13 @@ def _build(
             report.add(
                 "(root)", f"expected a mapping of flow keys ({', '.join(TOP_KEYS)}), got {got}"
             )
+        return None
+    if "tests" in definition and "blocks" not in definition:
+        report.add(
+            "(root)",
+            "this is a conversation test file (it has tests:), not a flow:"
+            " run it with `agentbot test`",
+        )
         return None
     check.unknown_keys(definition, TOP_KEYS, "", report)
     name = check.optional_text(definition, "name", "", report) or default_name
@@ -787,9 +802,10 @@ def _build(
     fallback = _reference(definition, "fallback", "", ids, report)
     inactivity = _inactivity(definition, report)
     template = _whatsapp_template(definition, report)
+    declared = _declared(definition, report)
     if report.problems:
         return None
-    return Flow(
+    flow = Flow(
         name=name,
         title=title,
         start=start,
@@ -803,4 +819,16 @@ def _build(
         fallback=fallback,
         inactivity=inactivity,
         template=template,
+        variables=declared,
     )
+    if strict:
+        for path, message in unknown_reads(flow):
+            report.add(path, message)
+    return None if report.problems else flow
+
+
+def _declared(definition: Mapping[str, Any], report: check.Report) -> tuple[str, ...]:
+    """`variables:` the names a flow reads without setting them (a start's initial data)."""
+    items = check.list_at(definition, "variables", "", "variable names", report) or []
+    names = (_variable(item, f"variables[{i}]", "variable", report) for i, item in enumerate(items))
+    return tuple(dict.fromkeys(name for name in names if name is not None))

@@ -286,6 +286,13 @@ PROBLEMS = [
             "flows/tests/mini.yaml:6: tests[0].steps[0].wait: a duration must be more than zero",
         ],
     ),
+    (
+        "name: mini\nblocks: {a: {message: Oi}}\n",
+        [
+            "flows/tests/mini.yaml:1: (root): this is a flow (it has blocks:), not a conversation"
+            " test file: check it with `agentbot check`"
+        ],
+    ),
 ]
 
 
@@ -309,6 +316,7 @@ PROBLEMS = [
         "yaml-character",
         "yaml-recursive",
         "same-rules-as-flows",
+        "a-flow-given-as-a-test",
     ],
 )
 def test_problems(text: str, expected: list[str]) -> None:
