@@ -31,7 +31,7 @@ flowtests: $(STAMP)
 # The pure core (no I/O, no clock) is covered branch for branch; the whole package at 90%.
 PURE := agentbot/flows.py,agentbot/validation.py,agentbot/loader.py,agentbot/flowchecks.py,$\
 	agentbot/events.py,agentbot/engine.py,agentbot/expressions.py,agentbot/templates.py,$\
-	agentbot/answers.py,agentbot/channels.py
+	agentbot/answers.py,agentbot/channels.py,agentbot/matching.py
 
 pytest: $(STAMP)
 	$(BIN)/pytest --cov --cov-report=term-missing:skip-covered --cov-fail-under=90 $(PYTEST_ARGS)

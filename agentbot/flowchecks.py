@@ -1,5 +1,6 @@
 """Checks on loaded flows: cycles of blocks that never wait for the customer, blocks no way
-leads to, answers after which the flow ends without a reply, variables read that nothing sets,
+leads to, answers after which the flow ends without a reply, options of one question a typo
+could confuse, variables read that nothing sets,
 and clashes between the flows of a set (a name used twice, two default flows for the same
 inboxes).
 
@@ -13,6 +14,7 @@ from typing import Any
 
 from agentbot.expressions import And, Compare, Exists, Expression, ListOf, Not, Or, Path
 from agentbot.flows import Block, Flow, exits, set_variables
+from agentbot.matching import confusable
 from agentbot.templates import Placeholder, Template
 from agentbot.validation import Problem, line_at, suggest
 
@@ -41,6 +43,12 @@ def flow_warnings(flow: Flow, file: str) -> list[Problem]:
         path = f"blocks.{block_id}"
         if block_id not in reached:
             warn(path, "no way leads to this block from the start")
+        for i, text, j, other in confusable(block.buttons):
+            warn(
+                f"{path}.buttons[{j}]",
+                f"{other!r} can be confused with {text!r} of buttons[{i}]: a reply with a typo"
+                " could mean either, and is asked again",
+            )
         if block.terminal or _routes(block):
             continue
         for i, button in enumerate(block.buttons):

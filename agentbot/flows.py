@@ -39,10 +39,21 @@ FALLBACK_SLUG = "opcao"  # the value of a button whose text has no ASCII letter 
 
 @dataclass(frozen=True, slots=True)
 class Button:
-    text: str
+    text: str  # the title in the flow's default language
     value: str
     next_block: str | None
     tags: tuple[str, ...]
+    aliases: tuple[str, ...] = ()  # other words a customer may use for it (`aliases:`)
+    # language -> title, for a flow with `languages:` (the default language's is `text`)
+    translations: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def titles(self) -> tuple[str, ...]:
+        """The title in every language, each once."""
+        return tuple(dict.fromkeys((self.text, *self.translations.values())))
+
+    def title(self, language: str | None) -> str:
+        return self.translations.get(language or "", self.text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +65,7 @@ class InputSpec:
     pattern: re.Pattern[str] | None = None
     error_message: Template | None = None
     retries: int = DEFAULT_RETRIES
+    error_messages: Mapping[str, Template] = field(default_factory=dict)  # per language
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +133,8 @@ class Block:
     webhook: WebhookSpec | None = None
     end: EndSpec | None = None
     timeout: TimeoutSpec | None = None
+    # language -> message, for a flow with `languages:` (`message` is the default language's)
+    messages: Mapping[str, Template] = field(default_factory=dict)
 
     @property
     def terminal(self) -> bool:
@@ -153,6 +167,9 @@ class Texts:
 
     retry: str = DEFAULT_RETRY_MESSAGE
     handoff: str = DEFAULT_HANDOFF_MESSAGE
+    # language -> text, for a flow with `languages:`
+    retries: Mapping[str, str] = field(default_factory=dict)
+    handoffs: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +199,8 @@ class Flow:
     template: WhatsAppTemplate | None = None
     # `variables:` names the flow reads without setting them: a start's initial data
     variables: tuple[str, ...] = ()
+    # `languages:` the languages of the flow's texts, the default first; empty: one language
+    languages: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

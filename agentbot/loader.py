@@ -11,9 +11,9 @@ time. Cycles of blocks that never wait are found by flowchecks.py.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import PurePosixPath
-from typing import Any
+from typing import Any, TypeVar
 
 from agentbot import validation as check
 from agentbot.answers import InputType
@@ -66,6 +66,7 @@ TOP_KEYS = (
     "inactivity",
     "template",
     "variables",
+    "languages",
 )
 TEMPLATE_KEYS = ("name", "language", "category", "params")
 TRIGGER_KEYS = ("default", "keywords", "inboxes", "widget")
@@ -88,7 +89,7 @@ BLOCK_KEYS = (
     "end",
     "timeout",
 )
-BUTTON_KEYS = ("text", "value", "next_block", "tag", "tags")
+BUTTON_KEYS = ("text", "value", "next_block", "tag", "tags", "aliases")
 INPUT_KEYS = ("save_as", "type", "pattern", "error_message", "retries")
 CONDITION_KEYS = ("if", "next_block")
 WEBHOOK_KEYS = ("url", "method", "headers", "body", "timeout", "save_as", "on_error", "retry")
@@ -107,6 +108,8 @@ AFTER_KEYS = ("buttons", "input", "next_block", "conditions", "else", "timeout")
 # Names the templates and conditions give their own meaning (the contact, the conversation).
 RESERVED_NAMES = frozenset({"nome", "contact", "conversation"}) | KEYWORDS
 
+# A language code: `pt`, `en`, `pt_BR`, `es-419`.
+LANGUAGE = re.compile(r"[a-z]{2,3}(?:[_-][A-Za-z0-9]{2,4})?")
 # Chatwoot labels are lowercase letters, digits, `-` and `_`.
 LABEL = re.compile(r"[\w-]+")
 VARIABLE = re.compile(r"[^\W\d]\w*")
@@ -115,11 +118,21 @@ HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 URL_ORIGIN = re.compile(r"(https?)://([^/?#]+)", re.IGNORECASE)
 
 
+class _Report(check.Report):
+    """A flow's report, with the languages the flow declares (its texts are checked for each)."""
+
+    __slots__ = ("languages",)
+
+    def __init__(self, file: str, line_of: Callable[[str], int]) -> None:
+        super().__init__(file, line_of)
+        self.languages: tuple[str, ...] = ()
+
+
 def parse_flow(text: str, filename: str) -> Flow:
     """Parse and validate one flow file; raise `FlowError` naming every problem in it."""
     document = check.read_document(text, filename)
     lines = document.lines
-    report = check.Report(filename, lambda path: check.line_at(lines, path))
+    report = _Report(filename, lambda path: check.line_at(lines, path))
     report.problems.extend(document.repeats)
     flow = _build(document.data, report, default_name=PurePosixPath(filename).stem, lines=lines)
     if flow is None:
@@ -138,7 +151,7 @@ def flow_from_definition(
     rules added after a version may have been stored (variables read that nothing sets), so
     that sessions on an old version keep running.
     """
-    report = check.Report(file, lambda path: 0)
+    report = _Report(file, lambda path: 0)
     flow = _build(definition, report, default_name=name, lines={}, strict=strict)
     if flow is None:
         raise FlowError(report.problems)
@@ -232,7 +245,7 @@ def _unique_slug(slug: str, used: set[str]) -> str:
 
 
 def _buttons(
-    block: Mapping[str, Any], path: str, ids: Sequence[str], report: check.Report
+    block: Mapping[str, Any], path: str, ids: Sequence[str], report: _Report
 ) -> tuple[Button, ...]:
     items = check.list_at(block, "buttons", path, "buttons", report)
     if items is None:
@@ -249,7 +262,9 @@ def _buttons(
         limit, kind = MAX_LIST_TITLE, f"list rows ({MAX_REPLY_BUTTONS + 1} or more buttons)"
     titles: dict[str, int] = {}  # normalized text -> first button with it
     values: dict[str, int] = {}  # normalized explicit value -> first button with it
-    drafts: list[tuple[str, str | None, str | None, tuple[str, ...]]] = []
+    words: dict[str, int] = {}  # normalized alias -> first button with it
+    drafts: list[tuple[str, str | None, str | None, tuple[str, ...], tuple[str, ...]]] = []
+    translations: list[dict[str, str]] = []
     for i, item in enumerate(items):
         item_path = f"{path}[{i}]"
         if not isinstance(item, Mapping):
@@ -258,21 +273,24 @@ def _buttons(
             )
             continue
         check.unknown_keys(item, BUTTON_KEYS, item_path, report)
-        text = None
+        text: str | None = None
+        texts: dict[str, str] = {}
         if "text" not in item:
             report.add(f"{item_path}.text", "text is missing")
         else:
-            text = check.optional_text(item, "text", item_path, report)
-        if text is not None:
-            if len(text) > limit:
-                message = f"text is {len(text)} characters; WhatsApp {kind} allow at most {limit}"
-                report.add(f"{item_path}.text", message)
+            text, texts = _localized(item["text"], f"{item_path}.text", "text", report, check.text)
+        for language, title_text in (texts or ({"": text} if text is not None else {})).items():
+            at = f"{item_path}.text.{language}" if language else f"{item_path}.text"
+            if len(title_text) > limit:
+                size = len(title_text)
+                message = f"text is {size} characters; WhatsApp {kind} allow at most {limit}"
+                report.add(at, message)
             # WhatsApp and Messenger send back the title, and replies are matched normalized
-            title = normalize(text)
-            if title in titles:
+            title = normalize(title_text)
+            if titles.get(title, i) != i:
                 first = titles[title]
                 message = f"same text as buttons[{first}] once case, accents and spaces are ignored"
-                report.add(f"{item_path}.text", message)
+                report.add(at, message)
             else:
                 titles[title] = i
         value = check.optional_text(item, "value", item_path, report)
@@ -292,20 +310,100 @@ def _buttons(
                 )
             else:
                 values[key] = i
+        aliases = _aliases(item, item_path, report)
+        for j, alias in enumerate(aliases):
+            key = normalize(alias)
+            if words.get(key, i) != i or titles.get(key, i) != i:
+                other = words.get(key, titles.get(key))
+                report.add(
+                    f"{item_path}.aliases[{j}]",
+                    f"alias {alias!r} is already a title or alias of buttons[{other}]",
+                )
+            words.setdefault(key, i)
         next_block = _reference(item, "next_block", item_path, ids, report)
-        drafts.append((text or "", value, next_block, _tags(item, item_path, report)))
+        drafts.append((text or "", value, next_block, _tags(item, item_path, report), aliases))
+        translations.append(texts)
     # Slugs are chosen after every explicit value is known, so a slug never takes one.
     used = set(values)
     buttons: list[Button] = []
-    for text, value, next_block, tags in drafts:
+    for (text, value, next_block, tags, aliases), texts in zip(drafts, translations, strict=True):
         if value is None:
             value = _unique_slug(slugify(text), used)
             used.add(value)
-        buttons.append(Button(text=text, value=value, next_block=next_block, tags=tags))
+        buttons.append(Button(text, value, next_block, tags, aliases, texts))
     return tuple(buttons)
 
 
-def _block(block_id: str, raw: object, ids: Sequence[str], report: check.Report) -> Block:
+def _localized_key(
+    mapping: Mapping[str, Any], key: str, path: str, report: _Report
+) -> tuple[str | None, dict[str, str]]:
+    if key not in mapping:
+        return None, {}
+    return _localized(mapping[key], check.join(path, key), key, report, check.text)
+
+
+def _aliases(item: Mapping[str, Any], path: str, report: _Report) -> tuple[str, ...]:
+    items = check.list_at(item, "aliases", path, "words", report) or []
+    found = (
+        check.text(word, f"{path}.aliases[{i}]", "alias", report) for i, word in enumerate(items)
+    )
+    return tuple(dict.fromkeys(word for word in found if word is not None))
+
+
+_T = TypeVar("_T")
+
+
+def _localized(
+    value: object,
+    path: str,
+    label: str,
+    report: _Report,
+    parse: Callable[[object, str, str, check.Report], _T | None],
+) -> tuple[_T | None, dict[str, _T]]:
+    """A text given once, or per language (`{pt: ..., en: ...}`): the default language's and,
+    per language, each language's; every language the flow declares must have its text."""
+    if not isinstance(value, Mapping):
+        return parse(value, path, label, report), {}
+    if not report.languages:
+        report.add(
+            path,
+            f"{label} per language needs the flow's languages: add languages: [...] at the top"
+            " (the first is the default)",
+        )
+        return None, {}
+    found: dict[str, _T] = {}
+    for key, item in value.items():
+        if key not in report.languages:
+            hint = check.suggest(str(key), report.languages)
+            names = ", ".join(report.languages)
+            report.add(
+                check.join(path, key), f"{key!r} is not one of the flow's languages ({names}){hint}"
+            )
+            continue
+        parsed = parse(item, check.join(path, key), label, report)
+        if parsed is not None:
+            found[key] = parsed
+    for language in report.languages:
+        if language not in value:
+            report.add(path, f"{label} has no text in {language!r}, a language of the flow")
+    return found.get(report.languages[0]), found
+
+
+def _languages(definition: Mapping[str, Any], report: _Report) -> tuple[str, ...]:
+    items = check.list_at(definition, "languages", "", "language codes", report) or []
+    codes: list[str] = []
+    for i, item in enumerate(items):
+        code = check.text(item, f"languages[{i}]", "language", report)
+        if code is not None and not LANGUAGE.fullmatch(code):
+            report.add(f"languages[{i}]", f"{code!r} is not a language code like pt, en or pt_BR")
+        elif code is not None and code in codes:
+            report.add(f"languages[{i}]", f"language {code!r} is listed twice")
+        elif code is not None:
+            codes.append(code)
+    return tuple(codes)
+
+
+def _block(block_id: str, raw: object, ids: Sequence[str], report: _Report) -> Block:
     path = f"blocks.{block_id}"
     if not isinstance(raw, Mapping):
         report.add(
@@ -315,7 +413,12 @@ def _block(block_id: str, raw: object, ids: Sequence[str], report: check.Report)
         )
         return Block(id=block_id)
     unknown = check.unknown_keys(raw, BLOCK_KEYS, path, report)
-    message = _optional_template(raw, "message", path, report)
+    message: Template | None = None
+    messages: dict[str, Template] = {}
+    if "message" in raw:
+        message, messages = _localized(
+            raw["message"], f"{path}.message", "message", report, _template
+        )
     buttons = _buttons(raw, path, ids, report)
     if "message" not in raw and ("buttons" in raw or "input" in raw):
         why = (
@@ -347,6 +450,7 @@ def _block(block_id: str, raw: object, ids: Sequence[str], report: check.Report)
         webhook=_webhook(raw, path, ids, report),
         end=None if end is None else EndSpec(check.flag(end, "resolve", f"{path}.end", report)),
         timeout=_timeout(raw, path, ids, report),
+        messages=messages,
     )
     _check_shape(raw, block, path, report)
     # `handoff: "yes"` is already reported as a wrong type; an unknown key is likely a typo
@@ -460,7 +564,7 @@ def _variable(value: object, path: str, label: str, report: check.Report) -> str
     return name
 
 
-def _input(block: Mapping[str, Any], path: str, report: check.Report) -> InputSpec | None:
+def _input(block: Mapping[str, Any], path: str, report: _Report) -> InputSpec | None:
     if "input" not in block:
         return None
     path = f"{path}.input"
@@ -472,11 +576,16 @@ def _input(block: Mapping[str, Any], path: str, report: check.Report) -> InputSp
         save_as = _variable(raw["save_as"], f"{path}.save_as", "save_as", report)
     kind = _input_type(raw, path, report)
     pattern = _pattern(raw, path, kind, report)
-    error_message = _optional_template(raw, "error_message", path, report)
+    error_message: Template | None = None
+    error_messages: dict[str, Template] = {}
+    if "error_message" in raw:
+        error_message, error_messages = _localized(
+            raw["error_message"], f"{path}.error_message", "error_message", report, _template
+        )
     retries = check.count(raw, "retries", path, DEFAULT_RETRIES, report)
     if save_as is None or kind is None:
         return None
-    return InputSpec(save_as, kind, pattern, error_message, retries)
+    return InputSpec(save_as, kind, pattern, error_message, retries, error_messages)
 
 
 def _input_type(raw: Mapping[str, Any], path: str, report: check.Report) -> InputType | None:
@@ -728,7 +837,7 @@ def _whatsapp_template(
     return WhatsAppTemplate(name, language, category, params)
 
 
-def _blocks(definition: Mapping[str, Any], report: check.Report) -> dict[str, Block]:
+def _blocks(definition: Mapping[str, Any], report: _Report) -> dict[str, Block]:
     raw = definition.get("blocks")
     if not raw:
         report.add("blocks", "a flow needs at least one block")
@@ -750,7 +859,7 @@ def _blocks(definition: Mapping[str, Any], report: check.Report) -> dict[str, Bl
 
 def _build(
     definition: object,
-    report: check.Report,
+    report: _Report,
     *,
     default_name: str,
     lines: Mapping[str, int],
@@ -774,6 +883,7 @@ def _build(
         )
         return None
     check.unknown_keys(definition, TOP_KEYS, "", report)
+    report.languages = _languages(definition, report)
     name = check.optional_text(definition, "name", "", report) or default_name
     title = check.optional_text(definition, "title", "", report) or name
     blocks = _blocks(definition, report)
@@ -794,10 +904,13 @@ def _build(
         restart=_words(words_map, "restart", "keywords", DEFAULT_RESTART_WORDS, report),
     )
     texts_map = _section(definition, "messages", TEXTS_KEYS, report)
+    retry, retries = _localized_key(texts_map, "retry", "messages", report)
+    handoff, handoffs = _localized_key(texts_map, "handoff", "messages", report)
     texts = Texts(
-        retry=check.optional_text(texts_map, "retry", "messages", report) or DEFAULT_RETRY_MESSAGE,
-        handoff=check.optional_text(texts_map, "handoff", "messages", report)
-        or DEFAULT_HANDOFF_MESSAGE,
+        retry=retry or DEFAULT_RETRY_MESSAGE,
+        handoff=handoff or DEFAULT_HANDOFF_MESSAGE,
+        retries=retries,
+        handoffs=handoffs,
     )
     fallback = _reference(definition, "fallback", "", ids, report)
     inactivity = _inactivity(definition, report)
@@ -820,6 +933,7 @@ def _build(
         inactivity=inactivity,
         template=template,
         variables=declared,
+        languages=report.languages,
     )
     if strict:
         for path, message in unknown_reads(flow):

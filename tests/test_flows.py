@@ -516,7 +516,7 @@ RULES = [
         """,
         [
             "1: (root): expected a mapping of flow keys (name, title, start, trigger, blocks,"
-            " keywords, messages, fallback, inactivity, template, variables), got a list"
+            " keywords, messages, fallback, inactivity, template, variables, languages), got a list"
         ],
         id="root-not-a-mapping",
     ),
