@@ -1838,6 +1838,20 @@ TYPOS = [
         """
         blocks:
           inicio:
+            message: Oi
+            conditions: [{if: 'not (plano in ["a", tipo]) or 1 == 1', next_block: fim}]
+          fim: {message: Fim}
+        """,
+        [
+            "4: blocks.inicio.conditions[0].if: unknown variable 'plano'",
+            "4: blocks.inicio.conditions[0].if: unknown variable 'tipo'",
+        ],
+        id="condition-inside-not-and-lists",
+    ),
+    pytest.param(
+        """
+        blocks:
+          inicio:
             message: "{{contact.nmae}} / {{conversation.custom_attributes.plano}}"
             conditions: [{if: "exists(contact.emial)", next_block: fim}]
           fim: {message: Fim}
