@@ -18,6 +18,7 @@ API = "api-token"
 AUTH = {"authorization": f"Bearer {API}"}
 FLOW = """
 trigger: {keywords: [campanha]}
+variables: [cupom]
 template:
   name: retomada
   language: pt_BR
