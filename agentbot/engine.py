@@ -271,6 +271,7 @@ def snapshot(contact: Contact, conversation: Conversation) -> dict[str, Any]:
             "channel": conversation.channel,
             "labels": list(conversation.labels),
             "custom_attributes": dict(conversation.custom_attributes),
+            "language": conversation.language,
         },
     }
 
@@ -321,8 +322,9 @@ def options(block: Block, language: str | None = None) -> tuple[Option, ...]:
 def language(flow: Flow, names: Mapping[str, Any]) -> str | None:
     """The language the bot speaks, for a flow with `languages:` (None without): the variable
     `language` (the flow's choice: `set:` or an input), else the conversation's, else the
-    contact's custom attribute `language`, when it names one of the flow's languages (`en`,
-    `en-US` and `en_us` name `en`); else the flow's first language."""
+    contact's custom attribute `language`, else the language Chatwoot gives the conversation
+    (its `conversation_language`, or the web widget's browser language), when it names one of
+    the flow's languages (`en`, `en-US` and `en_us` name `en`); else the flow's first."""
     if not flow.languages:
         return None
     conversation = names.get("conversation") or {}
@@ -331,6 +333,7 @@ def language(flow: Flow, names: Mapping[str, Any]) -> str | None:
         names.get("language"),
         (conversation.get("custom_attributes") or {}).get("language"),
         (contact.get("custom_attributes") or {}).get("language"),
+        conversation.get("language"),
     ):
         code = _language_code(flow.languages, value)
         if code is not None:

@@ -35,6 +35,9 @@ class Conversation:
     labels: tuple[str, ...] = ()
     can_reply: bool = True
     custom_attributes: Mapping[str, Any] = field(default_factory=dict)
+    # Chatwoot's `additional_attributes.conversation_language`, else the web widget's
+    # `browser_language` ("en", "pt-BR"); None when Chatwoot names none
+    language: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -320,6 +323,9 @@ def _conversation_of(payload: Mapping[str, Any], conv: Mapping[str, Any]) -> Con
     if inbox_id is None:
         inbox_id = _maybe_int(_get(payload, "inbox", "id"))
     channel = conv.get("channel")
+    language = _str(_get(conv, "additional_attributes", "conversation_language")) or _str(
+        _get(conv, "additional_attributes", "browser_language")
+    )
     return Conversation(
         account_id=account_id,
         id=_int(conv.get("id"), "conversation.id"),
@@ -329,6 +335,7 @@ def _conversation_of(payload: Mapping[str, Any], conv: Mapping[str, Any]) -> Con
         labels=tuple(x for x in labels if isinstance(x, str)) if isinstance(labels, list) else (),
         can_reply=conv.get("can_reply") is not False,
         custom_attributes=dict(custom) if isinstance(custom, Mapping) else {},
+        language=language,
     )
 
 

@@ -20,7 +20,15 @@ from agentbot.validation import Problem, line_at, suggest
 
 # What templates and conditions see under `contact` and `conversation` (engine.snapshot).
 CONTACT_FIELDS = ("id", "name", "phone_number", "email", "identifier", "custom_attributes")
-CONVERSATION_FIELDS = ("id", "account_id", "inbox_id", "channel", "labels", "custom_attributes")
+CONVERSATION_FIELDS = (
+    "id",
+    "account_id",
+    "inbox_id",
+    "channel",
+    "labels",
+    "custom_attributes",
+    "language",
+)
 BUILT_IN = {"nome": (), "contact": CONTACT_FIELDS, "conversation": CONVERSATION_FIELDS}
 
 

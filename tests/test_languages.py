@@ -65,10 +65,13 @@ FLOW = parse_flow(
 ONE_LANGUAGE = parse_flow("blocks: {a: {message: Oi}}\n", FILE)
 
 
-def names(variable: Any = None, conversation: Any = None, contact: Any = None) -> dict[str, Any]:
-    """What templates see, with `language` in the variables and the custom attributes."""
+def names(
+    variable: Any = None, conversation: Any = None, contact: Any = None, chatwoot: Any = None
+) -> dict[str, Any]:
+    """What templates see, with `language` in the variables and the custom attributes, and
+    the language Chatwoot gives the conversation."""
     found: dict[str, Any] = {
-        "conversation": {"custom_attributes": {"language": conversation}},
+        "conversation": {"custom_attributes": {"language": conversation}, "language": chatwoot},
         "contact": {"custom_attributes": {"language": contact}},
     }
     if variable is not None:
@@ -84,6 +87,8 @@ def names(variable: Any = None, conversation: Any = None, contact: Any = None) -
         (names(conversation="en-US", contact="pt"), "en"),
         (names(conversation="EN_us"), "en"),
         (names(contact="en"), "en"),
+        (names(contact="pt", chatwoot="en"), "pt"),
+        (names(chatwoot="en-GB"), "en"),
         (names(variable="fr", conversation=7, contact="de"), "pt"),
         ({}, "pt"),
     ],
