@@ -9,6 +9,7 @@ import json
 import time
 from pathlib import Path
 
+import psycopg
 import pytest
 from structlog.testing import capture_logs
 
@@ -265,11 +266,23 @@ async def test_health(db_dsn: str, tmp_path: Path) -> None:
         }
 
 
+def pending(dsn: str) -> int:
+    """Outbox rows not yet delivered."""
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(
+            "select count(*) from workflow_outbox where status = 'pending'"
+        ).fetchone()
+    return int(row[0]) if row is not None else 0
+
+
 async def test_database_down_and_back(db_dsn: str, tmp_path: Path) -> None:
     """Database away: webhook 500 and /health 503; when it returns the service recovers alone."""
     async with DatabaseProxy(db_dsn) as proxy, running(proxy.dsn, write_flow(tmp_path)) as h:
         assert (await h.post(incoming(98, 1, "Oi"))).status_code == 200
         await h.until(lambda: len(h.sent(98)) == 1)
+        # Wait until it is marked sent (read past the proxy, which runs on this event loop):
+        # a cut before that would rightly send it again.
+        await h.until(lambda: pending(db_dsn) == 0)
         await proxy.cut()
         r = await h.post(incoming(98, 2, "Sim"))
         assert (r.status_code, r.json()["error"]) == (500, "database_unavailable")
