@@ -32,7 +32,7 @@ flowtests: $(STAMP)
 PURE := agentbot/flows.py,agentbot/validation.py,agentbot/loader.py,agentbot/flowchecks.py,$\
 	agentbot/events.py,agentbot/engine.py,agentbot/expressions.py,agentbot/templates.py,$\
 	agentbot/answers.py,agentbot/channels.py,agentbot/lifecycle.py,agentbot/hours.py,$\
-	agentbot/splits.py,agentbot/jsonsafe.py
+	agentbot/splits.py,agentbot/jsonsafe.py,agentbot/matching.py
 
 pytest: $(STAMP)
 	$(BIN)/pytest --cov --cov-report=term-missing:skip-covered --cov-fail-under=90 $(PYTEST_ARGS)

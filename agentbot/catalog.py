@@ -181,7 +181,7 @@ class Catalog:
             flow = self._versions.get((name, version))
             if flow is None:
                 try:
-                    flow = flow_from_definition(definition, name=name)
+                    flow = flow_from_definition(definition, name=name, strict=False)
                 except FlowError as exc:
                     log.error("flows.invalid_stored", flow=name, version=version, error=str(exc))
                     continue
@@ -198,7 +198,7 @@ class Catalog:
         if definition is None:
             return None
         try:
-            flow = flow_from_definition(definition, name=name)
+            flow = flow_from_definition(definition, name=name, strict=False)
         except FlowError as exc:
             log.error("flows.invalid_stored", flow=name, version=version, error=str(exc))
             return None

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import difflib
+import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -39,6 +40,17 @@ log = structlog.get_logger("agentbot.cli")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # The reader went away (`agentbot simulate … | head -1`): not an error worth a
+        # traceback. Point stdout at /dev/null so that the flush at exit fails quietly too.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = argparse.ArgumentParser(prog="agentbot", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("serve", help="migrate, sync flows, serve the webhook and the outbox")
@@ -162,7 +174,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logs.configure(json=settings.want_json_logs(), level=settings.log_level)
     try:
         if args.command == "check":
-            return check_command(args.paths or [settings.flows_dir])
+            user_token = settings.chatwoot_user_token is not None
+            return check_command(args.paths or [settings.flows_dir], user_token=user_token)
         if args.command == "test":
             return test_command(args.paths or [settings.flows_dir / "tests"], settings.flows_dir)
         if args.command == "simulate":
@@ -198,10 +211,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
-def check_command(paths: list[Path]) -> int:
-    """Problems (exit 1) and warnings (no effect on the exit code) of the flow files."""
+def check_command(paths: list[Path], *, user_token: bool = True) -> int:
+    """Problems (exit 1) and warnings (no effect on the exit code) of the flow files, by the
+    same rules `serve` applies (contact attributes need CHATWOOT_USER_TOKEN)."""
     try:
-        flows = load_flow_files(paths)
+        flows = load_flow_files(paths, user_token=user_token)
     except FlowError:
         # Warn about the files that are fine on their own, then report the problems.
         _print_warnings(_parsable(paths))

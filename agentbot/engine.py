@@ -13,9 +13,11 @@ Decisions where design §6 leaves room:
 
 - A chosen button's `next_block` (and tags) win; a button without `next_block` leaves the block
   done, so the block's conditions, `else` or `next_block` decide, and without them the flow ends.
-- What the customer sends is tried as a button of the current question first (title, value or,
-  when the block takes no free text, position number), then as a global word, then as the
-  block's input. A block with both buttons and input takes the buttons as shortcuts.
+- What the customer sends is tried as a button of the current question first (title, value,
+  alias or, when the block takes no free text, position number), then as a global word, then,
+  in a block without input, in the customer's own words (matching.py: a reply naming one
+  option, or one with a typo; an ambiguous reply is a miss), then as the block's input. A block
+  with both buttons and input takes the buttons as exact shortcuts only.
 - The misses limit is the input's `retries` (default 2), or 2 for buttons. Past it the customer
   goes to the flow's `fallback` block, or is handed off.
 - A `save_to` is carried out (a `SaveAttribute` action) when the input is accepted, the only
@@ -70,9 +72,18 @@ from urllib.parse import quote
 from agentbot.answers import DEFAULT_ERRORS, MEDIA_KINDS, InputType, parse_answer, parse_phone
 from agentbot.events import Contact, Conversation, CustomerMessage, OptionSubmitted
 from agentbot.expressions import holds, to_text
-from agentbot.flows import OPEN_NOW, Block, Button, Flow, InputSpec, captured_variables, normalize
+from agentbot.flows import (
+    OPEN_NOW,
+    Block,
+    Button,
+    Flow,
+    InputSpec,
+    attachments_variable,
+    captured_variables,
+    normalize,
+)
 from agentbot.hours import is_open
-from agentbot.jsonsafe import ascii_int
+from agentbot.matching import match
 from agentbot.splits import pick, split_key
 from agentbot.templates import render, render_value
 
@@ -317,6 +328,7 @@ def snapshot(contact: Contact, conversation: Conversation) -> dict[str, Any]:
             "can_reply": conversation.can_reply,
             "labels": list(conversation.labels),
             "custom_attributes": dict(conversation.custom_attributes),
+            "language": conversation.language,
         },
     }
 
@@ -397,24 +409,41 @@ def burst_opening(
     return burst[0]
 
 
-def options(block: Block) -> tuple[Option, ...]:
-    return tuple(Option(b.text, b.value) for b in block.buttons)
+def options(block: Block, language: str | None = None) -> tuple[Option, ...]:
+    return tuple(Option(b.title(language), b.value) for b in block.buttons)
 
 
-def match_button(
-    buttons: Sequence[Button], event: CustomerMessage | OptionSubmitted, *, positions: bool = True
-) -> Button | None:
-    """Title (WhatsApp, Messenger), value (Telegram, LINE, widget) or position, case- and
-    accent-insensitively. `positions=False` leaves "1", "2"... to a free-text input."""
-    candidates = [event.value, event.title] if isinstance(event, OptionSubmitted) else [event.text]
-    for said in (normalize(c) for c in candidates if c):
-        for button in buttons:
-            if said in (normalize(button.text), normalize(button.value)):
-                return button
-        position = ascii_int(said, max_digits=3) if positions else None
-        if position is not None and 1 <= position <= len(buttons):
-            return buttons[position - 1]
-    return None
+def language(flow: Flow, names: Mapping[str, Any]) -> str | None:
+    """The language the bot speaks, for a flow with `languages:` (None without): the variable
+    `language` (the flow's choice: `set:` or an input), else the conversation's, else the
+    contact's custom attribute `language`, else the language Chatwoot gives the conversation
+    (its `conversation_language`, or the web widget's browser language), when it names one of
+    the flow's languages (`en`, `en-US` and `en_us` name `en`); else the flow's first."""
+    if not flow.languages:
+        return None
+    conversation = names.get("conversation") or {}
+    contact = names.get("contact") or {}
+    for value in (
+        names.get("language"),
+        (conversation.get("custom_attributes") or {}).get("language"),
+        (contact.get("custom_attributes") or {}).get("language"),
+        conversation.get("language"),
+    ):
+        code = _language_code(flow.languages, value)
+        if code is not None:
+            return code
+    return flow.languages[0]
+
+
+def _language_code(languages: Sequence[str], value: Any) -> str | None:
+    if not isinstance(value, str):
+        return None
+    wanted = value.strip().replace("-", "_").casefold()
+    for code in languages:
+        if code.replace("-", "_").casefold() == wanted:
+            return code
+    base = wanted.split("_")[0]
+    return next((code for code in languages if code.casefold() == base), None)
 
 
 def summary(flow: Flow, variables: Mapping[str, Any]) -> str:
@@ -448,21 +477,22 @@ def _on_message(
     if block is None:
         return _block_gone(session)
     session = _restart_timers(flow, block, session, now)
-    button = match_button(block.buttons, event, positions=block.input is None)
-    if button is not None:
-        turn.labels(button.tags, block.id)
-        session = replace(session, misses=0)
-        if button.next_block is not None:
-            session = turn.enter(session, button.next_block)
-        else:
-            session = turn.done(session, block)
-        return turn.step(session, Outcome.CHOSE, block.id, button.value)
+    replies = [event.value, event.title] if isinstance(event, OptionSubmitted) else [event.text]
+    found = match(block.buttons, replies, positions=block.input is None, loose=False)
+    if found.button is not None:
+        return turn.choose(session, block, found.button)
     if said in _words(flow.keywords.handoff):
         session = turn.hand_off(session, block.id, "the customer asked for a human")
         return turn.step(session, Outcome.HANDOFF_WORD, block.id)
     if said in _words(flow.keywords.restart):
         session = replace(session, variables={}, inactive_at=_inactive_at(flow, now))
         return turn.step(turn.enter(session, flow.start), Outcome.RESTARTED, block.id)
+    if block.input is None and isinstance(event, CustomerMessage):
+        # the customer's own words: a reply naming one option, or with a typo; an ambiguous
+        # one is a miss, asked again
+        found = match(block.buttons, replies, positions=False)
+        if found.button is not None:
+            return turn.choose(session, block, found.button)
     if block.input is not None:
         answer = _answer(block.input, event)
         if answer is not None:
@@ -704,9 +734,10 @@ class _Turn:
         """A block's labels, message and webhook call, in that order."""
         self.labels(block.tags, block.id)
         if block.message is not None:
-            text = render(block.message, names)
+            speak = language(self.flow, names)
+            text = render(block.messages.get(speak or "", block.message), names)
             if block.buttons:
-                self.actions.append(SendOptions(text, options(block), block.id))
+                self.actions.append(SendOptions(text, options(block, speak), block.id))
             else:
                 self.say(text, block.id)
         if block.webhook is not None:
@@ -742,10 +773,23 @@ class _Turn:
 
     def hand_off(self, session: Session, block: str, reason: str) -> Session:
         """The bot gives up on its own: it says so, leaves a note for the agent and hands off."""
-        self.say(self.flow.messages.handoff, block)
+        texts = self.flow.messages
+        speak = language(self.flow, scope(session)) or ""
+        self.say(texts.handoffs.get(speak, texts.handoff), block)
         self._note(session, "", block)
         self.actions.append(Handoff(reason, block))
         return _stop(session, Status.HANDED_OFF)
+
+    def choose(self, session: Session, block: Block, button: Button) -> Step:
+        """The customer chose `button` of `block`: its labels, then its next_block or the
+        block's own way out."""
+        self.labels(button.tags, block.id)
+        session = replace(session, misses=0)
+        if button.next_block is not None:
+            session = self.enter(session, button.next_block)
+        else:
+            session = self.done(session, block)
+        return self.step(session, Outcome.CHOSE, block.id, button.value)
 
     def done(self, session: Session, block: Block) -> Session:
         """The block is done: follow its first true condition, else, next_block, or end."""
@@ -787,24 +831,22 @@ class _Turn:
             session = self.hand_off(replace(session, misses=misses), block.id, reason)
             return self.step(session, Outcome.MISSED, block.id)
         names = scope(session)
-        question = render(block.message, names) if block.message is not None else ""
+        speak = language(self.flow, names)
+        message = block.messages.get(speak or "", block.message)
+        question = render(message, names) if message is not None else ""
         if block.input is None:
-            hint = self.flow.messages.retry
+            hint = self.flow.messages.retries.get(speak or "", self.flow.messages.retry)
         elif block.input.error_message is not None:
-            hint = render(block.input.error_message, names)
+            error = block.input.error_messages.get(speak or "", block.input.error_message)
+            hint = render(error, names)
         else:
             hint = DEFAULT_ERRORS[block.input.type]
         text = f"{hint}\n\n{question}" if question else hint
         if block.buttons:
-            self.actions.append(SendOptions(text, options(block), block.id))
+            self.actions.append(SendOptions(text, options(block, speak), block.id))
         else:
             self.say(text, block.id)
         return self.step(replace(session, misses=misses), Outcome.MISSED, block.id)
-
-
-def attachments_variable(save_as: str) -> str:
-    """The variable that holds the attachments of an input's answer."""
-    return f"{save_as}_attachments"
 
 
 def _answer(

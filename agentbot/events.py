@@ -45,6 +45,9 @@ class Conversation:
     # additional_attributes.type: "instagram_direct_message" for Instagram through a Facebook
     # Page (Channel::FacebookPage), absent elsewhere
     kind: str | None = None
+    # Chatwoot's `additional_attributes.conversation_language`, else the web widget's
+    # `browser_language` ("en", "pt-BR"); None when Chatwoot names none
+    language: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -509,6 +512,9 @@ def _conversation_of(payload: Mapping[str, Any], conv: Mapping[str, Any]) -> Con
     channel = conv.get("channel")
     extra = conv.get("additional_attributes")
     kind = extra.get("type") if isinstance(extra, Mapping) else None
+    language = _str(_get(conv, "additional_attributes", "conversation_language")) or _str(
+        _get(conv, "additional_attributes", "browser_language")
+    )
     return Conversation(
         account_id=account_id,
         id=_int(conv.get("id"), "conversation.id"),
@@ -519,6 +525,7 @@ def _conversation_of(payload: Mapping[str, Any], conv: Mapping[str, Any]) -> Con
         can_reply=conv.get("can_reply") is not False,
         custom_attributes=dict(custom) if isinstance(custom, Mapping) else {},
         kind=kind if isinstance(kind, str) else None,
+        language=language,
     )
 
 

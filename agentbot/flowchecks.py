@@ -1,18 +1,36 @@
-"""Checks on loaded flows as graphs of blocks: cycles that never wait for the customer,
-blocks no way leads to, answers after which the flow ends without a reply, and clashes between
-the flows of a set (a name used twice, two default flows for the same inboxes).
+"""Checks on loaded flows: cycles of blocks that never wait for the customer, blocks no way
+leads to, answers after which the flow ends without a reply, options of one question a typo
+could confuse, variables read that nothing sets,
+and clashes between the flows of a set (a name used twice, two default flows for the same
+inboxes).
 
 This module does no I/O: it is handed flows (or the blocks being loaded) and gives problems.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 from agentbot.channels import WHATSAPP_BODY
-from agentbot.flows import Block, Flow, exits
-from agentbot.templates import Template
-from agentbot.validation import Problem, line_at
+from agentbot.expressions import And, Compare, Exists, Expression, ListOf, Not, Or, Path
+from agentbot.flows import OPEN_NOW, Block, Flow, exits, set_variables
+from agentbot.matching import confusable
+from agentbot.templates import Placeholder, Template
+from agentbot.validation import Problem, line_at, suggest
+
+# What templates and conditions see under `contact` and `conversation` (engine.snapshot).
+CONTACT_FIELDS = ("id", "name", "phone_number", "email", "identifier", "custom_attributes")
+CONVERSATION_FIELDS = (
+    "id",
+    "account_id",
+    "inbox_id",
+    "channel",
+    "labels",
+    "custom_attributes",
+    "language",
+)
+BUILT_IN = {"nome": (), "contact": CONTACT_FIELDS, "conversation": CONVERSATION_FIELDS}
 
 
 def flow_warnings(flow: Flow, file: str) -> list[Problem]:
@@ -43,6 +61,12 @@ def flow_warnings(flow: Flow, file: str) -> list[Problem]:
                     f"the question's own text is {size} characters: WhatsApp shows at most "
                     f"{WHATSAPP_BODY} with buttons, so it is cut there",
                 )
+        for i, text, j, other in confusable(block.buttons):
+            warn(
+                f"{path}.buttons[{j}]",
+                f"{other!r} can be confused with {text!r} of buttons[{i}]: a reply with a typo"
+                " could mean either, and is asked again",
+            )
         if block.terminal or _routes(block):
             continue
         for i, button in enumerate(block.buttons):
@@ -157,3 +181,86 @@ def loops(blocks: Mapping[str, Block]) -> list[tuple[str, str]]:
                 trail.append(target)
                 stack.append(iter(_passing_routes(blocks, target)))
     return found
+
+
+def unknown_reads(flow: Flow) -> list[tuple[str, str]]:
+    """(path, message) of every variable a template or condition reads that the flow never
+    sets (input or webhook `save_as`, `set:`), that is not built in (`nome`, `contact.*`,
+    `conversation.*`) and that `variables:` does not declare: most often a typo. `open_now`
+    is the loader's to judge (it needs `hours:`)."""
+    known = set(set_variables(flow)) | set(flow.variables) | {OPEN_NOW}
+    names = sorted(known | set(BUILT_IN))
+    found: list[tuple[str, str]] = []
+    for path, parts in reads(flow):
+        head = parts[0]
+        if head in BUILT_IN:
+            fields = BUILT_IN[head]
+            if len(parts) > 1 and fields and parts[1] not in fields:
+                hint = suggest(parts[1], fields)
+                found.append((path, f"{head} has no field {parts[1]!r}{hint}"))
+            continue
+        if head not in known:
+            message = (
+                f"unknown variable {head!r}{suggest(head, names)}: no input, set or webhook of"
+                " the flow saves it (declare a start's initial data under variables:)"
+            )
+            found.append((path, message))
+    return found
+
+
+def reads(flow: Flow) -> Iterator[tuple[str, tuple[str, ...]]]:
+    """(YAML path, variable path) of every variable read in the flow's templates and conditions."""
+    for block_id, block in flow.blocks.items():
+        at = f"blocks.{block_id}"
+        yield from _template_reads(block.message, f"{at}.message")
+        if block.input is not None:
+            yield from _template_reads(block.input.error_message, f"{at}.input.error_message")
+        if block.handoff is not None:
+            yield from _template_reads(block.handoff.note, f"{at}.handoff.note")
+        for name, value in block.assign.items():
+            yield from _tree_reads(value, f"{at}.set.{name}")
+        for i, condition in enumerate(block.conditions):
+            yield from ((f"{at}.conditions[{i}].if", p) for p in _paths(condition.test))
+        if block.webhook is not None:
+            spec = block.webhook
+            yield from _template_reads(spec.url, f"{at}.webhook.url")
+            for name, header in spec.headers.items():
+                yield from _template_reads(header, f"{at}.webhook.headers.{name}")
+            yield from _tree_reads(spec.body, f"{at}.webhook.body")
+    if flow.inactivity is not None:
+        yield from _template_reads(flow.inactivity.message, "inactivity.message")
+    if flow.template is not None:
+        yield from _tree_reads(flow.template.params, "template.params")
+
+
+def _template_reads(template: Template | None, path: str) -> Iterator[tuple[str, tuple[str, ...]]]:
+    if template is not None:
+        for part in template.parts:
+            if isinstance(part, Placeholder):
+                yield path, part.path
+
+
+def _tree_reads(tree: Any, path: str) -> Iterator[tuple[str, tuple[str, ...]]]:
+    if isinstance(tree, Template):
+        yield from _template_reads(tree, path)
+    elif isinstance(tree, Mapping):
+        for key, item in tree.items():
+            yield from _tree_reads(item, f"{path}.{key}")
+    elif isinstance(tree, tuple):
+        for i, item in enumerate(tree):
+            yield from _tree_reads(item, f"{path}[{i}]")
+
+
+def _paths(expression: Expression) -> Iterator[tuple[str, ...]]:
+    if isinstance(expression, Path):
+        yield expression.parts
+    elif isinstance(expression, Exists):
+        yield expression.path.parts
+    elif isinstance(expression, Not):
+        yield from _paths(expression.operand)
+    elif isinstance(expression, And | Or | Compare):
+        yield from _paths(expression.left)
+        yield from _paths(expression.right)
+    elif isinstance(expression, ListOf):
+        for item in expression.items:
+            yield from _paths(item)

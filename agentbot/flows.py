@@ -44,10 +44,21 @@ FALLBACK_SLUG = "opcao"  # the value of a button whose text has no ASCII letter 
 
 @dataclass(frozen=True, slots=True)
 class Button:
-    text: str
+    text: str  # the title in the flow's default language
     value: str
     next_block: str | None
     tags: tuple[str, ...]
+    aliases: tuple[str, ...] = ()  # other words a customer may use for it (`aliases:`)
+    # language -> title, for a flow with `languages:` (the default language's is `text`)
+    translations: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def titles(self) -> tuple[str, ...]:
+        """The title in every language, each once."""
+        return tuple(dict.fromkeys((self.text, *self.translations.values())))
+
+    def title(self, language: str | None) -> str:
+        return self.translations.get(language or "", self.text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +70,7 @@ class InputSpec:
     pattern: Matcher | None = None
     error_message: Template | None = None
     retries: int = DEFAULT_RETRIES
+    error_messages: Mapping[str, Template] = field(default_factory=dict)  # per language
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +148,8 @@ class Block:
     end: EndSpec | None = None
     timeout: TimeoutSpec | None = None
     split: tuple[Arm, ...] = ()  # an A/B split: the arm is chosen from the conversation
+    # language -> message, for a flow with `languages:` (`message` is the default language's)
+    messages: Mapping[str, Template] = field(default_factory=dict)
 
     @property
     def terminal(self) -> bool:
@@ -168,6 +182,9 @@ class Texts:
 
     retry: str = DEFAULT_RETRY_MESSAGE
     handoff: str = DEFAULT_HANDOFF_MESSAGE
+    # language -> text, for a flow with `languages:`
+    retries: Mapping[str, str] = field(default_factory=dict)
+    handoffs: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +218,10 @@ class Flow:
     hours: Hours | None = None  # business hours: conditions may test `open_now`
     # customer messages arriving this close together are answered as one (None: each at once)
     debounce: timedelta | None = None
+    # `variables:` names the flow reads without setting them: a start's initial data
+    variables: tuple[str, ...] = ()
+    # `languages:` the languages of the flow's texts, the default first; empty: one language
+    languages: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,6 +258,28 @@ def slugify(text: str) -> str:
     ascii_text = decomposed.encode("ascii", "ignore").decode("ascii")
     slug = re.sub(r"[^a-z0-9]+", "_", ascii_text).strip("_")
     return slug[:MAX_VALUE_BYTES].rstrip("_") or FALLBACK_SLUG
+
+
+def attachments_variable(save_as: str) -> str:
+    """The variable that holds the attachments of an input's answer."""
+    return f"{save_as}_attachments"
+
+
+def set_variables(flow: Flow) -> frozenset[str]:
+    """The variables the flow itself sets: inputs' and webhooks' `save_as` (an input's
+    attachments too, as `<save_as>_attachments`), `set:` names, and a `split:` block's arm
+    (the variable named after the block)."""
+    names: set[str] = set()
+    for block in flow.blocks.values():
+        names.update(block.assign)
+        if block.split:
+            names.add(block.id)
+        if block.input is not None:
+            names.add(block.input.save_as)
+            names.add(attachments_variable(block.input.save_as))
+        if block.webhook is not None and block.webhook.save_as is not None:
+            names.add(block.webhook.save_as)
+    return frozenset(names)
 
 
 def captured_variables(flow: Flow) -> tuple[str, ...]:

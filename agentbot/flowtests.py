@@ -241,6 +241,13 @@ def _suite(data: object, report: Report) -> Suite | None:
     if not isinstance(data, Mapping):
         report.add("(root)", f"expected a mapping with flow and tests, got {describe(data)}")
         return None
+    if "blocks" in data and "tests" not in data:
+        report.add(
+            "(root)",
+            "this is a flow (it has blocks:), not a conversation test file:"
+            " check it with `agentbot check`",
+        )
+        return None
     unknown_keys(data, FILE_KEYS, "", report)
     flow = data.get("flow")
     if not isinstance(flow, str) or not flow.strip():

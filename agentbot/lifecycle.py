@@ -43,6 +43,7 @@ from typing import Literal
 from agentbot.engine import Action, BackToBot, Handoff, PrivateNote, Resolve, Status, Step
 from agentbot.events import AgentMessage, AgentNote, Conversation, ConversationChanged
 from agentbot.flows import Flow, normalize
+from agentbot.jsonsafe import ascii_int
 
 QUIET_AFTER_END = timedelta(minutes=10)
 MAX_PAUSE_MINUTES = 24 * 60
@@ -128,8 +129,9 @@ def command(text: str) -> Command | None:
         return BotCommand()
     if name != "/pause":
         return None
-    if len(words) == 2 and words[1].isdigit() and 1 <= int(words[1]) <= MAX_PAUSE_MINUTES:
-        return PauseCommand(int(words[1]))
+    minutes = ascii_int(words[1], max_digits=4) if len(words) == 2 else None
+    if minutes is not None and 1 <= minutes <= MAX_PAUSE_MINUTES:
+        return PauseCommand(minutes)
     return BadCommand(PAUSE_USAGE)
 
 

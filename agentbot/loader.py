@@ -11,11 +11,11 @@ time. Cycles of blocks that never wait are found by flowchecks.py.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import date, timedelta
 from pathlib import PurePosixPath
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar
 
 import re2
 
@@ -35,7 +35,7 @@ from agentbot.expressions import (
     Path,
     parse_expression,
 )
-from agentbot.flowchecks import loops
+from agentbot.flowchecks import loops, unknown_reads
 from agentbot.flows import (
     DEFAULT_HANDOFF_MESSAGE,
     DEFAULT_HANDOFF_WORDS,
@@ -87,6 +87,8 @@ TOP_KEYS = (
     "template",
     "hours",
     "debounce",
+    "variables",
+    "languages",
 )
 TEMPLATE_KEYS = ("name", "language", "category", "params")
 TRIGGER_KEYS = ("default", "keywords", "inboxes", "widget")
@@ -111,7 +113,7 @@ BLOCK_KEYS = (
     "timeout",
     "split",
 )
-BUTTON_KEYS = ("text", "value", "next_block", "tag", "tags")
+BUTTON_KEYS = ("text", "value", "next_block", "tag", "tags", "aliases")
 INPUT_KEYS = ("save_as", "type", "pattern", "error_message", "retries")
 CONDITION_KEYS = ("if", "next_block")
 WEBHOOK_KEYS = ("url", "method", "headers", "body", "timeout", "save_as", "on_error", "retry")
@@ -134,6 +136,8 @@ NOT_WITH_SPLIT = ("buttons", "input", "webhook", "conditions", "else", "next_blo
 # Names the templates and conditions give their own meaning (the contact, the conversation).
 RESERVED_NAMES = frozenset({"nome", "contact", "conversation", OPEN_NOW}) | KEYWORDS
 
+# A language code: `pt`, `en`, `pt_BR`, `es-419`.
+LANGUAGE = re.compile(r"[a-z]{2,3}(?:[_-][A-Za-z0-9]{2,4})?")
 # Chatwoot labels are lowercase letters, digits, `-` and `_`.
 LABEL = re.compile(r"[\w-]+")
 VARIABLE = re.compile(r"[^\W\d]\w*")
@@ -144,6 +148,16 @@ _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 URL_ORIGIN = re.compile(r"(https?)://([^/?#]+)", re.IGNORECASE)
 _NONE: Mapping[str, Any] = MappingProxyType({})
+
+
+class _Report(check.Report):
+    """A flow's report, with the languages the flow declares (its texts are checked for each)."""
+
+    __slots__ = ("languages",)
+
+    def __init__(self, file: str, line_of: Callable[[str], int]) -> None:
+        super().__init__(file, line_of)
+        self.languages: tuple[str, ...] = ()
 
 
 def parse_flow(
@@ -161,7 +175,7 @@ def parse_flow(
     """
     document = check.read_document(text, filename)
     lines = document.lines
-    report = check.Report(filename, lambda path: check.line_at(lines, path))
+    report = _Report(filename, lambda path: check.line_at(lines, path))
     report.problems.extend(document.repeats)
     flow = _build(
         document.data,
@@ -182,14 +196,24 @@ def flow_from_definition(
     name: str,
     file: str = "<database>",
     shared_hours: Mapping[str, Any] = _NONE,
+    strict: bool = True,
 ) -> Flow:
     """Validate and build a flow already parsed (a version stored in the database).
 
     `name` plays the part of the file name: it is used when the definition has no `name:`.
-    Problems carry line 0, since there is no file to point into.
+    Problems carry line 0, since there is no file to point into. `strict=False` skips the
+    rules added after a version may have been stored (variables read that nothing sets), so
+    that sessions on an old version keep running.
     """
-    report = check.Report(file, lambda path: 0)
-    flow = _build(definition, report, default_name=name, lines={}, shared_hours=shared_hours)
+    report = _Report(file, lambda path: 0)
+    flow = _build(
+        definition,
+        report,
+        default_name=name,
+        lines={},
+        shared_hours=shared_hours,
+        strict=strict,
+    )
     if flow is None:
         raise FlowError(report.problems)
     return flow
@@ -282,7 +306,7 @@ def _unique_slug(slug: str, used: set[str]) -> str:
 
 
 def _buttons(
-    block: Mapping[str, Any], path: str, ids: Sequence[str], report: check.Report
+    block: Mapping[str, Any], path: str, ids: Sequence[str], report: _Report
 ) -> tuple[Button, ...]:
     items = check.list_at(block, "buttons", path, "buttons", report)
     if items is None:
@@ -299,7 +323,9 @@ def _buttons(
         limit, kind = MAX_LIST_TITLE, f"list rows ({MAX_REPLY_BUTTONS + 1} or more buttons)"
     titles: dict[str, int] = {}  # normalized text -> first button with it
     values: dict[str, int] = {}  # normalized explicit value -> first button with it
-    drafts: list[tuple[str, str | None, str | None, tuple[str, ...]]] = []
+    words: dict[str, int] = {}  # normalized alias -> first button with it
+    drafts: list[tuple[str, str | None, str | None, tuple[str, ...], tuple[str, ...]]] = []
+    translations: list[dict[str, str]] = []
     for i, item in enumerate(items):
         item_path = f"{path}[{i}]"
         if not isinstance(item, Mapping):
@@ -308,21 +334,24 @@ def _buttons(
             )
             continue
         check.unknown_keys(item, BUTTON_KEYS, item_path, report)
-        text = None
+        text: str | None = None
+        texts: dict[str, str] = {}
         if "text" not in item:
             report.add(f"{item_path}.text", "text is missing")
         else:
-            text = check.optional_text(item, "text", item_path, report)
-        if text is not None:
-            if len(text) > limit:
-                message = f"text is {len(text)} characters; WhatsApp {kind} allow at most {limit}"
-                report.add(f"{item_path}.text", message)
+            text, texts = _localized(item["text"], f"{item_path}.text", "text", report, check.text)
+        for language, title_text in (texts or ({"": text} if text is not None else {})).items():
+            at = f"{item_path}.text.{language}" if language else f"{item_path}.text"
+            if len(title_text) > limit:
+                size = len(title_text)
+                message = f"text is {size} characters; WhatsApp {kind} allow at most {limit}"
+                report.add(at, message)
             # WhatsApp and Messenger send back the title, and replies are matched normalized
-            title = normalize(text)
-            if title in titles:
+            title = normalize(title_text)
+            if titles.get(title, i) != i:
                 first = titles[title]
                 message = f"same text as buttons[{first}] once case, accents and spaces are ignored"
-                report.add(f"{item_path}.text", message)
+                report.add(at, message)
             else:
                 titles[title] = i
         value = check.optional_text(item, "value", item_path, report)
@@ -342,20 +371,100 @@ def _buttons(
                 )
             else:
                 values[key] = i
+        aliases = _aliases(item, item_path, report)
+        for j, alias in enumerate(aliases):
+            key = normalize(alias)
+            if words.get(key, i) != i or titles.get(key, i) != i:
+                other = words.get(key, titles.get(key))
+                report.add(
+                    f"{item_path}.aliases[{j}]",
+                    f"alias {alias!r} is already a title or alias of buttons[{other}]",
+                )
+            words.setdefault(key, i)
         next_block = _reference(item, "next_block", item_path, ids, report)
-        drafts.append((text or "", value, next_block, _tags(item, item_path, report)))
+        drafts.append((text or "", value, next_block, _tags(item, item_path, report), aliases))
+        translations.append(texts)
     # Slugs are chosen after every explicit value is known, so a slug never takes one.
     used = set(values)
     buttons: list[Button] = []
-    for text, value, next_block, tags in drafts:
+    for (text, value, next_block, tags, aliases), texts in zip(drafts, translations, strict=True):
         if value is None:
             value = _unique_slug(slugify(text), used)
             used.add(value)
-        buttons.append(Button(text=text, value=value, next_block=next_block, tags=tags))
+        buttons.append(Button(text, value, next_block, tags, aliases, texts))
     return tuple(buttons)
 
 
-def _block(block_id: str, raw: object, ids: Sequence[str], report: check.Report) -> Block:
+def _localized_key(
+    mapping: Mapping[str, Any], key: str, path: str, report: _Report
+) -> tuple[str | None, dict[str, str]]:
+    if key not in mapping:
+        return None, {}
+    return _localized(mapping[key], check.join(path, key), key, report, check.text)
+
+
+def _aliases(item: Mapping[str, Any], path: str, report: _Report) -> tuple[str, ...]:
+    items = check.list_at(item, "aliases", path, "words", report) or []
+    found = (
+        check.text(word, f"{path}.aliases[{i}]", "alias", report) for i, word in enumerate(items)
+    )
+    return tuple(dict.fromkeys(word for word in found if word is not None))
+
+
+_T = TypeVar("_T")
+
+
+def _localized(
+    value: object,
+    path: str,
+    label: str,
+    report: _Report,
+    parse: Callable[[object, str, str, check.Report], _T | None],
+) -> tuple[_T | None, dict[str, _T]]:
+    """A text given once, or per language (`{pt: ..., en: ...}`): the default language's and,
+    per language, each language's; every language the flow declares must have its text."""
+    if not isinstance(value, Mapping):
+        return parse(value, path, label, report), {}
+    if not report.languages:
+        report.add(
+            path,
+            f"{label} per language needs the flow's languages: add languages: [...] at the top"
+            " (the first is the default)",
+        )
+        return None, {}
+    found: dict[str, _T] = {}
+    for key, item in value.items():
+        if key not in report.languages:
+            hint = check.suggest(str(key), report.languages)
+            names = ", ".join(report.languages)
+            report.add(
+                check.join(path, key), f"{key!r} is not one of the flow's languages ({names}){hint}"
+            )
+            continue
+        parsed = parse(item, check.join(path, key), label, report)
+        if parsed is not None:
+            found[key] = parsed
+    for language in report.languages:
+        if language not in value:
+            report.add(path, f"{label} has no text in {language!r}, a language of the flow")
+    return found.get(report.languages[0]), found
+
+
+def _languages(definition: Mapping[str, Any], report: _Report) -> tuple[str, ...]:
+    items = check.list_at(definition, "languages", "", "language codes", report) or []
+    codes: list[str] = []
+    for i, item in enumerate(items):
+        code = check.text(item, f"languages[{i}]", "language", report)
+        if code is not None and not LANGUAGE.fullmatch(code):
+            report.add(f"languages[{i}]", f"{code!r} is not a language code like pt, en or pt_BR")
+        elif code is not None and code in codes:
+            report.add(f"languages[{i}]", f"language {code!r} is listed twice")
+        elif code is not None:
+            codes.append(code)
+    return tuple(codes)
+
+
+def _block(block_id: str, raw: object, ids: Sequence[str], report: _Report) -> Block:
     path = f"blocks.{block_id}"
     if not isinstance(raw, Mapping):
         report.add(
@@ -365,7 +474,12 @@ def _block(block_id: str, raw: object, ids: Sequence[str], report: check.Report)
         )
         return Block(id=block_id)
     unknown = check.unknown_keys(raw, BLOCK_KEYS, path, report)
-    message = _optional_template(raw, "message", path, report)
+    message: Template | None = None
+    messages: dict[str, Template] = {}
+    if "message" in raw:
+        message, messages = _localized(
+            raw["message"], f"{path}.message", "message", report, _template
+        )
     buttons = _buttons(raw, path, ids, report)
     if "message" not in raw and ("buttons" in raw or "input" in raw):
         why = (
@@ -398,6 +512,7 @@ def _block(block_id: str, raw: object, ids: Sequence[str], report: check.Report)
         end=None if end is None else EndSpec(check.flag(end, "resolve", f"{path}.end", report)),
         timeout=_timeout(raw, path, ids, report),
         split=_split(raw, path, ids, report),
+        messages=messages,
     )
     _check_shape(raw, block, path, report)
     # `handoff: "yes"` is already reported as a wrong type; an unknown key is likely a typo
@@ -519,7 +634,7 @@ def _variable(value: object, path: str, label: str, report: check.Report) -> str
     return name
 
 
-def _input(block: Mapping[str, Any], path: str, report: check.Report) -> InputSpec | None:
+def _input(block: Mapping[str, Any], path: str, report: _Report) -> InputSpec | None:
     if "input" not in block:
         return None
     path = f"{path}.input"
@@ -531,11 +646,16 @@ def _input(block: Mapping[str, Any], path: str, report: check.Report) -> InputSp
         save_as = _variable(raw["save_as"], f"{path}.save_as", "save_as", report)
     kind = _input_type(raw, path, report)
     pattern = _pattern(raw, path, kind, report)
-    error_message = _optional_template(raw, "error_message", path, report)
+    error_message: Template | None = None
+    error_messages: dict[str, Template] = {}
+    if "error_message" in raw:
+        error_message, error_messages = _localized(
+            raw["error_message"], f"{path}.error_message", "error_message", report, _template
+        )
     retries = check.count(raw, "retries", path, DEFAULT_RETRIES, report)
     if save_as is None or kind is None:
         return None
-    return InputSpec(save_as, kind, pattern, error_message, retries)
+    return InputSpec(save_as, kind, pattern, error_message, retries, error_messages)
 
 
 def _input_type(raw: Mapping[str, Any], path: str, report: check.Report) -> InputType | None:
@@ -808,7 +928,7 @@ def _whatsapp_template(
     return WhatsAppTemplate(name, language, category, params)
 
 
-def _blocks(definition: Mapping[str, Any], report: check.Report) -> dict[str, Block]:
+def _blocks(definition: Mapping[str, Any], report: _Report) -> dict[str, Block]:
     raw = definition.get("blocks")
     if not raw:
         report.add("blocks", "a flow needs at least one block")
@@ -830,11 +950,12 @@ def _blocks(definition: Mapping[str, Any], report: check.Report) -> dict[str, Bl
 
 def _build(
     definition: object,
-    report: check.Report,
+    report: _Report,
     *,
     default_name: str,
     lines: Mapping[str, int],
     shared_hours: Mapping[str, Any],
+    strict: bool = True,
 ) -> Flow | None:
     """The flow `definition` describes, or None when `report` holds any problem."""
     if not isinstance(definition, Mapping):
@@ -846,7 +967,15 @@ def _build(
                 "(root)", f"expected a mapping of flow keys ({', '.join(TOP_KEYS)}), got {got}"
             )
         return None
+    if "tests" in definition and "blocks" not in definition:
+        report.add(
+            "(root)",
+            "this is a conversation test file (it has tests:), not a flow:"
+            " run it with `agentbot test`",
+        )
+        return None
     check.unknown_keys(definition, TOP_KEYS, "", report)
+    report.languages = _languages(definition, report)
     name = check.optional_text(definition, "name", "", report) or default_name
     if not FLOW_NAME.fullmatch(name):
         where = "name" if "name" in definition else "(root)"
@@ -874,10 +1003,13 @@ def _build(
         restart=_words(words_map, "restart", "keywords", DEFAULT_RESTART_WORDS, report),
     )
     texts_map = _section(definition, "messages", TEXTS_KEYS, report)
+    retry, retries = _localized_key(texts_map, "retry", "messages", report)
+    handoff, handoffs = _localized_key(texts_map, "handoff", "messages", report)
     texts = Texts(
-        retry=check.optional_text(texts_map, "retry", "messages", report) or DEFAULT_RETRY_MESSAGE,
-        handoff=check.optional_text(texts_map, "handoff", "messages", report)
-        or DEFAULT_HANDOFF_MESSAGE,
+        retry=retry or DEFAULT_RETRY_MESSAGE,
+        handoff=handoff or DEFAULT_HANDOFF_MESSAGE,
+        retries=retries,
+        handoffs=handoffs,
     )
     fallback = _reference(definition, "fallback", "", ids, report)
     inactivity = _inactivity(definition, report)
@@ -886,9 +1018,10 @@ def _build(
     if hours is None:
         _open_now_needs_hours(blocks, report)
     debounce = _debounce(definition, report)
+    declared = _declared(definition, report)
     if report.problems:
         return None
-    return Flow(
+    flow = Flow(
         name=name,
         title=title,
         start=start,
@@ -904,7 +1037,13 @@ def _build(
         template=template,
         hours=hours,
         debounce=debounce,
+        variables=declared,
+        languages=report.languages,
     )
+    if strict:
+        for path, message in unknown_reads(flow):
+            report.add(path, message)
+    return None if report.problems else flow
 
 
 def _split(
@@ -1016,3 +1155,10 @@ def _debounce(definition: Mapping[str, Any], report: check.Report) -> timedelta 
         report.add("debounce", "a debounce longer than 60s keeps the customer waiting: shorten it")
         return None
     return window
+
+
+def _declared(definition: Mapping[str, Any], report: check.Report) -> tuple[str, ...]:
+    """`variables:` the names a flow reads without setting them (a start's initial data)."""
+    items = check.list_at(definition, "variables", "", "variable names", report) or []
+    names = (_variable(item, f"variables[{i}]", "variable", report) for i, item in enumerate(items))
+    return tuple(dict.fromkeys(name for name in names if name is not None))

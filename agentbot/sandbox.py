@@ -322,7 +322,8 @@ class Sandbox:
         block = self.flow.blocks.get(session.block) if session is not None else None
         if block is None or not block.buttons:
             return text
-        titles = [button.text for button in block.buttons]
+        speak = engine.language(self.flow, engine.scope(session)) if session is not None else None
+        titles = [button.title(speak) for button in block.buttons]  # as they were sent
         return channels.expand_reply(self.conversation.channel, text, titles)
 
     def _apply(self, result: engine.Step) -> tuple[engine.Action, ...]:

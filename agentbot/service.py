@@ -40,6 +40,7 @@ from agentbot.events import (
     WidgetOpened,
 )
 from agentbot.flows import Button, Flow
+from agentbot.matching import match
 from agentbot.outbox import encode
 from agentbot.store import NewSession, SessionRow, SessionState, Store, Tx
 from agentbot.templates import render
@@ -688,8 +689,10 @@ def _ask_again(flow: Flow, session: Session, stale: str) -> engine.Step:
     block = flow.blocks.get(session.block)
     actions: tuple[engine.Action, ...] = ()
     if block is not None and block.buttons and block.message is not None:
-        text = render(block.message, engine.scope(session))
-        actions = (SendOptions(text, engine.options(block), block.id),)
+        names = engine.scope(session)
+        speak = engine.language(flow, names)
+        text = render(block.messages.get(speak or "", block.message), names)
+        actions = (SendOptions(text, engine.options(block, speak), block.id),)
     return engine.Step(session, actions, engine.Outcome.IGNORED, stale)
 
 
@@ -697,8 +700,7 @@ def _is_option(event: CustomerMessage, buttons: tuple[Button, ...]) -> bool:
     """The reply is the title or the value of one of these options (as the channel showed it)."""
     titles = [b.text for b in buttons]
     full = channels.expand_reply(event.conversation.channel, event.text, titles)
-    said = replace(event, text=full)
-    return engine.match_button(buttons, said, positions=False) is not None
+    return match(buttons, [full], positions=False, loose=False).button is not None
 
 
 def _expand_reply(flow: Flow, session: Session, event: CustomerMessage) -> CustomerMessage:
@@ -706,7 +708,8 @@ def _expand_reply(flow: Flow, session: Session, event: CustomerMessage) -> Custo
     block = flow.blocks.get(session.block)
     if block is None or not block.buttons:
         return event
-    titles = [b.text for b in block.buttons]
+    speak = engine.language(flow, engine.scope(session))
+    titles = [b.title(speak) for b in block.buttons]  # as they were sent
     full = channels.expand_reply(event.conversation.channel, event.text, titles)
     return event if full == event.text else replace(event, text=full)
 

@@ -19,6 +19,7 @@ API = "api-token"
 AUTH = {"authorization": f"Bearer {API}"}
 FLOW = """
 trigger: {keywords: [campanha]}
+variables: [cupom]
 template:
   name: retomada
   language: pt_BR

@@ -10,6 +10,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import psycopg
 import pytest
 from structlog.testing import capture_logs
 
@@ -281,6 +282,15 @@ async def test_health(db_dsn: str, tmp_path: Path) -> None:
             "message_created": {"acted": 1},
             "webwidget_triggered": {"ignored": 1},
         }
+
+
+def pending(dsn: str) -> int:
+    """Outbox rows not yet delivered."""
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(
+            "select count(*) from workflow_outbox where status = 'pending'"
+        ).fetchone()
+    return int(row[0]) if row is not None else 0
 
 
 async def test_database_down_and_back(db_dsn: str, tmp_path: Path) -> None:

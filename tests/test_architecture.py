@@ -13,6 +13,7 @@ PURE = (
     "validation",
     "loader",
     "flowchecks",
+    "matching",
     "events",
     "engine",
     "expressions",

@@ -310,7 +310,7 @@ def test_graph_prints_a_mermaid_flowchart(reference: str) -> None:
     chart = parse_chart(result.stdout)
     labels = {label.split("<br/>")[0] for _, label in chart.nodes.values()}
     name = Path(reference).stem
-    blocks = (FLOWS / f"{name}.yaml").read_text(encoding="utf-8")
+    blocks = (FLOWS / f"{name}.yaml").read_text(encoding="utf-8").split("\nblocks:\n")[1]
     for block_id in re.findall(r"^  (\w+):$", blocks, re.MULTILINE):
         assert block_id in labels
 
@@ -355,6 +355,70 @@ def test_check_warns_without_failing(tmp_path: Path) -> None:
         "1 problem(s) in flow files:",
         "flows/ruim.yaml:1: blocks.a.mesage: unknown key 'mesage' (did you mean 'message'?)",
     ]
+
+
+def test_check_applies_the_rules_serve_applies(tmp_path: Path) -> None:
+    """A flow saving contact attributes fails `check` without CHATWOOT_USER_TOKEN, as `serve`
+    refuses it, and passes with the token."""
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    (flows / "contato.yaml").write_text(
+        "blocks:\n  a:\n    message: Plano?\n    input: {save_as: plano}\n"
+        "    save_to: contact.custom_attributes.plano\n",
+        encoding="utf-8",
+    )
+    result = agentbot("check", cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-2:] == [
+        "1 problem(s) in flow files:",
+        "flows/contato.yaml:5: blocks.a.save_to: contact attributes need CHATWOOT_USER_TOKEN"
+        " (the bot's token may not write contacts): set it in env-workflows",
+    ]
+    result = agentbot("check", cwd=tmp_path, CHATWOOT_USER_TOKEN="t0ken")
+    assert result.returncode == 0, result.stderr
+
+
+def test_a_file_of_the_wrong_kind_says_so(tmp_path: Path) -> None:
+    """`check` on a conversation test file and `test` on a flow name the right command, at the
+    file's first key, instead of listing unknown keys."""
+    tests_file = FLOWS / "tests" / "suporte.yaml"
+    result = agentbot("check", str(tests_file), cwd=tmp_path)
+    assert result.returncode == 1
+    [problem] = result.stderr.splitlines()[1:]
+    assert re.fullmatch(
+        re.escape(str(tests_file)) + r":\d+: \(root\): this is a conversation test file"
+        r" \(it has tests:\), not a flow: run it with `agentbot test`",
+        problem,
+    ), problem
+    result = agentbot("test", str(FLOWS / "suporte.yaml"), cwd=tmp_path, FLOWS_DIR=str(FLOWS))
+    assert result.returncode == 1
+    [problem] = result.stderr.splitlines()
+    assert re.fullmatch(
+        re.escape(str(FLOWS / "suporte.yaml")) + r":\d+: \(root\): this is a flow"
+        r" \(it has blocks:\), not a conversation test file: check it with `agentbot check`",
+        problem,
+    ), problem
+
+
+def test_a_closed_pipe_is_no_traceback(tmp_path: Path) -> None:
+    """`agentbot simulate … | head -1` stops quietly when the reader goes away."""
+    (tmp_path / "falas.txt").write_text("menu\n" * 5000, encoding="utf-8")
+    command = (
+        f"{sys.executable} -m agentbot simulate {FLOWS / 'fluxo_comercial.yaml'}"
+        " < falas.txt | head -1"
+    )
+    result = subprocess.run(
+        ["sh", "-c", command],
+        env=environment(tmp_path, PYTHONIOENCODING="utf-8"),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=120,
+        check=False,
+    )
+    assert len(result.stdout.splitlines()) == 1
+    assert result.stderr == ""
 
 
 def test_shipped_flows_have_no_warnings(tmp_path: Path) -> None:

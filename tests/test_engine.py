@@ -31,7 +31,6 @@ from agentbot.engine import (
     WebhookReply,
     choose_flow,
     choose_widget_flow,
-    match_button,
     scope,
     snapshot,
     start,
@@ -41,6 +40,7 @@ from agentbot.engine import (
 from agentbot.events import Contact, Conversation, CustomerMessage, OptionSubmitted
 from agentbot.flows import DEFAULT_HANDOFF_MESSAGE, DEFAULT_RETRY_MESSAGE, Flow
 from agentbot.loader import parse_flow
+from agentbot.matching import match
 
 NOW = datetime(2026, 6, 20, 14, 2, 11, tzinfo=UTC)
 LATER = NOW + timedelta(minutes=1)
@@ -1086,7 +1086,7 @@ def test_choose_widget_flow_none() -> None:
 def test_odd_digits_are_no_position(text: str) -> None:
     """Only ASCII digits of a real position pick a button: not "፩", not 5,000 digits."""
     buttons = FLOW.blocks["inicio"].buttons
-    assert match_button(buttons, said(text)) is None
+    assert match(buttons, [said(text).text]).button is None
 
 
 @pytest.mark.parametrize(

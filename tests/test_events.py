@@ -185,6 +185,22 @@ def test_account_from_conversation_and_string_ids():
     assert event.message_id == 90321
 
 
+@pytest.mark.parametrize(
+    ("attributes", "language"),
+    [
+        ({"conversation_language": "en", "browser_language": "pt-BR"}, "en"),
+        ({"browser_language": "pt-BR"}, "pt-BR"),
+        ({"conversation_language": ""}, None),
+        ("nada", None),
+    ],
+)
+def test_the_conversation_language_chatwoot_gives(attributes: Any, language: str | None) -> None:
+    """Chatwoot's conversation_language, else the widget's browser_language, is the language."""
+    event = parse(changed(TEXT, "conversation.additional_attributes", attributes))
+    assert isinstance(event, CustomerMessage)
+    assert event.conversation.language == language
+
+
 def test_missing_optional_parts():
     """No sender, no content and no inbox_id still make a message (an attachment, say)."""
     payload = changed(

@@ -256,6 +256,7 @@ def test_yaml_anchors_aliases_and_merge_keys_are_understood() -> None:
 
 FEATURES = yml(
     """
+    variables: [plano, email]
     fallback: ajuda
     inactivity: {after: 1d, message: "Até mais, {{nome | first_name}}!"}
     blocks:
@@ -435,7 +436,7 @@ def test_warning_for_a_question_longer_than_whatsapp_shows() -> None:
         ("{url: 'https://x.example', body: {a: 1}}", "POST", False, 10.0),
         ("{url: 'https://x.example', method: delete, timeout: 2.5}", "DELETE", True, 2.5),
         ("{url: 'https://x.example', method: PATCH, retry: true, timeout: 60}", "PATCH", True, 60),
-        ("{url: 'http://x.example:8080/a?b={{c}}', method: PUT, retry: false}", "PUT", False, 10),
+        ("{url: 'http://x.example:8080/a?b={{nome}}', method: PUT, retry: no}", "PUT", False, 10),
     ],
     ids=["get-by-default", "post-with-a-body", "delete", "patch-retry-on", "put-retry-off"],
 )
@@ -539,7 +540,8 @@ RULES = [
         """,
         [
             "1: (root): expected a mapping of flow keys (name, title, start, trigger, blocks,"
-            " keywords, messages, fallback, inactivity, template, hours, debounce), got a list"
+            " keywords, messages, fallback, inactivity, template, hours, debounce, variables,"
+            " languages), got a list"
         ],
         id="root-not-a-mapping",
     ),
@@ -1900,3 +1902,158 @@ def test_header_values_with_control_characters_are_refused() -> None:
     assert "control character" in problem
     flow = parse_flow(text.format(value="José {{nome}}"), "x.yaml")
     assert flow.blocks["a"].webhook is not None
+
+
+# --- the flow language catches typos -----------------------------------------------------------
+
+TYPOS = [
+    pytest.param(
+        """
+        blocks:
+          inicio:
+            message: "Oi {{nmoe}}!"
+        """,
+        [
+            "3: blocks.inicio.message: unknown variable 'nmoe' (did you mean 'nome'?): no input,"
+            " set or webhook of the flow saves it (declare a start's initial data under"
+            " variables:)"
+        ],
+        id="template",
+    ),
+    pytest.param(
+        """
+        blocks:
+          idade:
+            message: Idade?
+            input: {save_as: idade, type: number}
+            conditions:
+              - {if: "idadee >= 18", next_block: adulto}
+            else: menor
+          adulto: {message: Adulto}
+          menor: {message: Menor}
+        """,
+        [
+            "6: blocks.idade.conditions[0].if: unknown variable 'idadee' (did you mean 'idade'?):"
+            " no input, set or webhook of the flow saves it (declare a start's initial data"
+            " under variables:)"
+        ],
+        id="condition",
+    ),
+    pytest.param(
+        """
+        blocks:
+          inicio:
+            message: Oi
+            conditions: [{if: 'not (plano in ["a", tipo]) or 1 == 1', next_block: fim}]
+          fim: {message: Fim}
+        """,
+        [
+            "4: blocks.inicio.conditions[0].if: unknown variable 'plano'",
+            "4: blocks.inicio.conditions[0].if: unknown variable 'tipo'",
+        ],
+        id="condition-inside-not-and-lists",
+    ),
+    pytest.param(
+        """
+        blocks:
+          inicio:
+            message: "{{contact.nmae}} / {{conversation.custom_attributes.plano}}"
+            conditions: [{if: "exists(contact.emial)", next_block: fim}]
+          fim: {message: Fim}
+        """,
+        [
+            "3: blocks.inicio.message: contact has no field 'nmae' (did you mean 'name'?)",
+            "4: blocks.inicio.conditions[0].if: contact has no field 'emial'"
+            " (did you mean 'email'?)",
+        ],
+        id="contact-field",
+    ),
+    pytest.param(
+        """
+        inactivity: {after: 1h, message: "Tchau {{cliente}}"}
+        blocks:
+          inicio:
+            set: {total: "{{valor}}"}
+            webhook:
+              url: "https://crm.example/{{pedid}}"
+              headers: {X-Id: "{{idd}}"}
+              body: {itens: ["{{itens}}"]}
+            handoff: {note: "{{nota}}"}
+        """,
+        [
+            "1: inactivity.message: unknown variable 'cliente'",
+            "4: blocks.inicio.set.total: unknown variable 'valor'",
+            "6: blocks.inicio.webhook.url: unknown variable 'pedid'",
+            "7: blocks.inicio.webhook.headers.X-Id: unknown variable 'idd'",
+            "8: blocks.inicio.webhook.body.itens[0]: unknown variable 'itens'",
+            "9: blocks.inicio.handoff.note: unknown variable 'nota'",
+        ],
+        id="every-place-a-template-reads",
+    ),
+    pytest.param(
+        """
+        variables: [origem, 1x]
+        blocks:
+          inicio:
+            message: "{{origem}} {{1x}}"
+        """,
+        [
+            "1: variables[1]: '1x' is not a valid variable name: use letters, digits and _,"
+            " not starting with a digit",
+            "4: blocks.inicio.message: expected a variable name at column 14",
+        ],
+        id="declared-names-are-variable-names",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), TYPOS)
+def test_variables_read_must_be_set_known_or_declared(text: str, expected: list[str]) -> None:
+    """A variable a template or condition reads that the flow never sets, is not built in and is
+    not declared under `variables:` is refused, with a suggestion: it is most often a typo."""
+    found = [p.removeprefix(f"{FILE}:") for p in problems_of(yml(text))]
+    assert len(found) == len(expected), found
+    for line, start in zip(found, expected, strict=True):
+        assert line.startswith(start), (line, start)
+
+
+def test_variables_set_anywhere_or_declared_are_known() -> None:
+    """Inputs, webhooks and `set:` anywhere in the flow, built-in names and declared variables
+    may be read; a stored version is rebuilt without the rule (sessions on it keep running)."""
+    text = yml(
+        """
+        variables: [origem]
+        blocks:
+          inicio:
+            message: "{{nome}} {{contact.custom_attributes.x}} {{origem}} {{crm.id}} {{email}}"
+            conditions: [{if: "total > 1 and exists(conversation.labels)", next_block: email}]
+            next_block: email
+          email:
+            input: {save_as: email, type: email}
+            message: E-mail?
+            set: {total: 2}
+            next_block: crm
+          crm:
+            webhook: {url: "https://crm.example", save_as: crm}
+        """
+    )
+    assert parse_flow(text, FILE).variables == ("origem",)
+    definition = yaml.safe_load("blocks: {a: {message: '{{nmoe}}'}}")
+    assert flow_from_definition(definition, name="velho", strict=False).name == "velho"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("flow: vendas\ntests: []\n", "run it with `agentbot test`"),
+        ("tests: [{steps: [{user: Oi}]}]\n", "run it with `agentbot test`"),
+    ],
+)
+def test_a_test_file_given_as_a_flow_says_so(text: str, expected: str) -> None:
+    """A conversation test file read as a flow is one problem naming the right command, not a
+    list of unknown keys."""
+    [problem] = problems_of(text)
+    assert problem == (
+        f"{FILE}:1: (root): this is a conversation test file (it has tests:), not a flow:"
+        f" {expected}"
+    )

@@ -301,6 +301,13 @@ PROBLEMS = [
             " 2026-12-01T09:00:00-03:00, got the number 20261201",
         ],
     ),
+    (
+        "name: mini\nblocks: {a: {message: Oi}}\n",
+        [
+            "flows/tests/mini.yaml:1: (root): this is a flow (it has blocks:), not a conversation"
+            " test file: check it with `agentbot check`"
+        ],
+    ),
 ]
 
 
@@ -325,6 +332,7 @@ PROBLEMS = [
         "yaml-recursive",
         "same-rules-as-flows",
         "bad-clock-and-conversation",
+        "a-flow-given-as-a-test",
     ],
 )
 def test_problems(text: str, expected: list[str]) -> None:

@@ -68,6 +68,7 @@ TRICKY = parse_flow(
         """
         name: truques
         title: 'Truques "difíceis"'
+        variables: [idade, plano]
         fallback: end
         blocks:
           passo-2:
