@@ -264,7 +264,10 @@ FLOW_YAML = (
 def mutated_json(draw: st.DrawFn, base: dict[str, Any]) -> bytes:
     data: Any = base
     for _ in range(draw(st.integers(min_value=1, max_value=3))):
-        path = draw(st.sampled_from(list(paths(data))))
+        places = list(paths(data))
+        if not places:  # an earlier mutation replaced the whole document with a scalar
+            break
+        path = draw(st.sampled_from(places))
         data = mutate(data, path, draw(HOSTILE), draw(st.booleans()))
     return to_body(data)
 
@@ -739,7 +742,10 @@ def mutated_flow_files(draw: st.DrawFn) -> str:
 
         data = yaml.safe_load(text)
         for _ in range(draw(st.integers(min_value=1, max_value=3))):
-            path = draw(st.sampled_from(list(paths(data))))
+            places = list(paths(data))
+            if not places:  # an earlier mutation replaced the whole document with a scalar
+                break
+            path = draw(st.sampled_from(places))
             new = draw(HOSTILE)
             new = {DEEP: [[[[]]]], DIGITS: 10**200}.get(new, new) if isinstance(new, str) else new
             data = mutate(data, path, new, draw(st.booleans()))

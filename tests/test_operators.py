@@ -128,6 +128,7 @@ async def test_conversation_pages_and_contact_sessions(db_dsn: str, tmp_path: Pa
 GREETING = """
 name: boas
 trigger: {keywords: [boas]}
+variables: [pedido]
 blocks:
   oi:
     message: "Olá {{nome}}! Seu pedido {{pedido | default('?')}} chegou."

@@ -205,6 +205,7 @@ async def test_instagram_through_a_facebook_page_gets_numbered_options(
 LONG_FLOW = """
 name: longo
 trigger: {default: true}
+variables: [nada]             # declared, never given: its message renders empty
 blocks:
   pergunta:
     message: "Conte tudo"
