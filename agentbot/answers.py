@@ -1,7 +1,7 @@
 """Free-text answers: the customer's text -> the value a flow keeps, or None when it won't do.
 
 This module does no I/O: no network, no database, no clock (a date is checked against the
-calendar, never against today), no logging. Each input type of design §6 has one parser:
+calendar, never against today), no logging. Each input type of docs/flows.md §4 has one parser:
 
 - `text`: any text with something in it, trimmed.
 - `email`: `name@domain.tld`, trimmed; the domain is lowercased (the part before @ is kept as

@@ -1,4 +1,4 @@
-"""The `/api/*` routes (design §4): start a flow proactively, read a conversation's session,
+"""The `/api/*` routes (docs/http.md §3): start a flow proactively, read a conversation's session,
 list, read and store flows.
 
 Every route needs `Authorization: Bearer <WORKFLOWS_API_TOKEN>`; every error is JSON

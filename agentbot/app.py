@@ -49,8 +49,8 @@ from agentbot.tokens import Verifier
 
 log = structlog.get_logger("agentbot.app")
 
-MAX_BODY = 1024 * 1024  # design §4: 413 over 1 MiB
-SIGNATURE_WINDOW = 300  # seconds; chatwoot.md §2: reject timestamps older than about 5 minutes
+MAX_BODY = 1024 * 1024  # docs/http.md §1: 413 over 1 MiB
+SIGNATURE_WINDOW = 300  # seconds; docs/chatwoot.md §2: reject timestamps older than about 5 minutes
 POOL_TIMEOUT = 3.0  # answer 500 well inside Chatwoot's 5 s when the database is away
 FLOWS_REFRESH = 10.0  # seconds between re-reads of the current flows (other replicas' changes)
 

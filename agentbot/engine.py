@@ -4,12 +4,12 @@ This module does no I/O: it never reads the clock (the time is an argument), nev
 network or the database and never logs. Decisions come back as data; `service.py` stores them and
 `outbox.py` carries them out. A flow author's whole world is testable here in milliseconds.
 
-Entering a block does, in this order (design §6): its `set`, its labels, its message (with
+Entering a block does, in this order (docs/flows.md §2): its `set`, its labels, its message (with
 buttons), its webhook, then its handoff or end. A block is *done* when its input is accepted,
 its webhook answers, or at once when it waits for nothing; then the first condition that holds
 wins, else `else`, else `next_block`, else the flow ends (the session completes).
 
-Decisions where design §6 leaves room:
+Decisions where docs/flows.md leaves room:
 
 - A chosen button's `next_block` (and tags) win; a button without `next_block` leaves the block
   done, so the block's conditions, `else` or `next_block` decide, and without them the flow ends.

@@ -1,7 +1,7 @@
 """Chatwoot webhook JSON -> a typed event the engine acts on, or `Ignored` with the reason.
 
 This module does no I/O: no network, no database, no clock, no logging. It only reads the
-mapping it is given. Shapes are those of ../shared/chatwoot.md (Chatwoot 4.15.1): the top-level
+mapping it is given. Shapes are those of docs/chatwoot.md §1 (Chatwoot 4.15.1): the top-level
 `message_type` is a string, the sender of a contact's message has no `type`, and `conversation.id`
 is the display id used in REST paths.
 """

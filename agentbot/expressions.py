@@ -2,7 +2,7 @@
 
 This module does no I/O: no network, no database, no clock, no logging, and never `eval`. A
 hand-written tokenizer and a recursive-descent parser turn the text into frozen dataclasses;
-`evaluate` walks them over a mapping of variables. It is the contract of design §6, "Expressions".
+`evaluate` walks them over a mapping of variables. It is the language of docs/flows.md §5.
 
 Grammar, loosest first::
 

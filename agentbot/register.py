@@ -29,7 +29,7 @@ TIMEOUT = 15.0
 Version = tuple[int, int, int]
 Resolver = Callable[[str], Awaitable[Sequence[str]]]
 
-# Chatwoot's 401 bodies (chatwoot.md §3, RequestExceptionHandler), and what to do about each.
+# Chatwoot's 401 bodies (docs/chatwoot.md §3, RequestExceptionHandler), and what to do about each.
 INVALID_TOKEN = "Invalid Access Token"
 NOT_FOR_BOTS = "not authorized for bots"
 NOT_ALLOWED = "not authorized to do this action"
@@ -240,7 +240,7 @@ async def host_is_private(host: str, resolve: Resolver | None = None) -> bool:
 
 
 def safe_fetch_advice(host: str, version: Version | None) -> tuple[bool, str]:
-    """(whether Chatwoot will refuse to call `host`, what to do), chatwoot.md §2 "SSRF block"."""
+    """(whether Chatwoot will refuse to call `host`, what to do), docs/chatwoot.md §2 "SSRF block"."""
     setting = "SAFE_FETCH_ALLOW_PRIVATE_NETWORK=true"
     if version is None:
         return True, (

@@ -2,7 +2,7 @@
 
 `FakeChatwoot` holds accounts, conversations, contacts, inboxes, users and agent bots, and serves
 the parts of `/api/v1/accounts/{account_id}` the bot uses, with the behaviour described in
-`shared/chatwoot.md` (labels and custom attributes are replaced, not merged; the bot allow-list;
+docs/chatwoot.md (labels and custom attributes are replaced, not merged; the bot allow-list;
 the 200-per-minute flood guard; the `input_select` item check). Every request is also checked
 against Chatwoot's own OpenAPI document: an unknown path or a body that does not match the schema
 is answered with an error and recorded in `FakeChatwoot.violations`, so a test can end with
@@ -45,17 +45,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 OPENAPI_ENV: Final = "CHATWOOT_OPENAPI"
-# A copy of shared/chatwoot-openapi.json, for a clone that has no shared/ beside it.
+# Chatwoot's own OpenAPI document (swagger/swagger.json of the release the fake follows).
 VENDORED_OPENAPI_PATH: Final = Path(__file__).resolve().parent / "samples" / "chatwoot-openapi.json"
-DEFAULT_OPENAPI_PATH: Final = (
-    Path(__file__).resolve().parents[2] / "shared" / "chatwoot-openapi.json"
-)
 
 ACCOUNT_PREFIX: Final = "/api/v1/accounts/{account_id}"
 
-# AccessTokenAuthHelper::BOT_ACCESSIBLE_ENDPOINTS in 4.15.1 (chatwoot.md §3), as OpenAPI operations
+# AccessTokenAuthHelper::BOT_ACCESSIBLE_ENDPOINTS in 4.15.1 (docs/chatwoot.md §3), as OpenAPI operations
 # under ACCOUNT_PREFIX. The OpenAPI document lists `agentBotApiKey` security on some of these only;
-# chatwoot.md wins, and the document's `security` is not used.
+# docs/chatwoot.md wins, and the document's `security` is not used.
 BOT_ACCESSIBLE: Final[frozenset[tuple[str, str]]] = frozenset(
     {
         ("POST", "/conversations"),
@@ -77,7 +74,7 @@ BOT_ACCESSIBLE_SINCE_4_14_2: Final[frozenset[tuple[str, str]]] = frozenset(
     }
 )
 
-# ContentAttributeValidator: allowed keys of `content_attributes.items[]` (chatwoot.md §4).
+# ContentAttributeValidator: allowed keys of `content_attributes.items[]` (docs/chatwoot.md §4).
 ITEM_KEYS: Final[Mapping[str, frozenset[str]]] = {
     "input_select": frozenset({"title", "value"}),
     "cards": frozenset({"title", "description", "media_url", "actions"}),
@@ -131,7 +128,7 @@ class OpenApiNotFound(FileNotFoundError):
 
 @dataclass(frozen=True, slots=True)
 class DocPatch:
-    """One place where chatwoot.md (read from the Rails source) overrules the OpenAPI document."""
+    """One place where docs/chatwoot.md (read from the Rails source) overrules the OpenAPI document."""
 
     pointer: tuple[str, ...]
     value: Any  # REMOVE deletes the key
@@ -151,7 +148,7 @@ DOC_PATCHES: Final[tuple[DocPatch, ...]] = (
     DocPatch(
         _op("/conversations/{conversation_id}/toggle_status", "post", *_BODY, "required"),
         REMOVE,
-        "chatwoot.md §4: with no `status`, toggle_status toggles (open -> resolved, else open)",
+        "docs/chatwoot.md §4: with no `status`, toggle_status toggles (open -> resolved, else open)",
     ),
     DocPatch(
         _op("/inboxes/{id}/set_agent_bot", "post", *_BODY),
@@ -159,12 +156,12 @@ DOC_PATCHES: Final[tuple[DocPatch, ...]] = (
             "type": "object",
             "properties": {"agent_bot": {"type": ["integer", "null"]}},
         },
-        "chatwoot.md §4: sending no `agent_bot` (or null) disconnects the inbox's bot",
+        "docs/chatwoot.md §4: sending no `agent_bot` (or null) disconnects the inbox's bot",
     ),
     DocPatch(
         ("components", "schemas", "agent_bot_create_update_payload", "properties", "bot_type"),
         {"enum": [0, "webhook"]},
-        "chatwoot.md §4: bot_type is the Rails enum; 'webhook' (or its value 0) is the only one",
+        "docs/chatwoot.md §4: bot_type is the Rails enum; 'webhook' (or its value 0) is the only one",
     ),
 )
 
@@ -175,23 +172,20 @@ METHOD_ALIASES: Final[Mapping[tuple[str, str], str]] = {
 
 
 def locate_openapi(
-    default: Path = DEFAULT_OPENAPI_PATH,
     environ: Mapping[str, str] = os.environ,
     vendored: Path | None = VENDORED_OPENAPI_PATH,
 ) -> Path:
-    """`default` (shared/, kept current) if it exists, else the file named by CHATWOOT_OPENAPI,
-    else the copy in tests/samples (a clone with no shared/ beside it); never silently nothing."""
-    if default.is_file():
-        return default
+    """The file named by CHATWOOT_OPENAPI (to check against another Chatwoot release), else
+    the copy in tests/samples; never silently nothing."""
     named = environ.get(OPENAPI_ENV, "")
     if named and Path(named).is_file():
         return Path(named)
     if vendored is not None and vendored.is_file():
         return vendored
     raise OpenApiNotFound(
-        f"Chatwoot's OpenAPI document is not at '{default}'"
-        + (f" nor at {OPENAPI_ENV}='{named}'" if named else f" and {OPENAPI_ENV} is not set")
-        + f": put shared/ beside the repository or set {OPENAPI_ENV} to the file's path"
+        "Chatwoot's OpenAPI document was not found"
+        + (f" at {OPENAPI_ENV}='{named}'" if named else f" ({OPENAPI_ENV} is not set)")
+        + f" nor in tests/samples: set {OPENAPI_ENV} to the file's path"
     )
 
 
@@ -1322,7 +1316,7 @@ class FakeChatwoot:
 
     @staticmethod
     def _reopen(conversation: _Conversation, inbox: _Inbox) -> None:
-        # Message#reopen_conversation (chatwoot.md §7).
+        # Message#reopen_conversation (docs/chatwoot.md §7).
         if conversation.status == "snoozed":
             conversation.status = "open"
             conversation.snoozed_until = None
@@ -1493,7 +1487,7 @@ class FakeChatwoot:
 
     def _bot_json_for(self, call: _Call, bot: _AgentBot) -> dict[str, Any]:
         """The bot as this caller sees it: the access token only for a bot of the account, the
-        secret only for administrators and never for a system bot (chatwoot.md §4)."""
+        secret only for administrators and never for a system bot (docs/chatwoot.md §4)."""
         rendered = self._bot_json(bot)
         if bot.account_id != call.account.id:
             rendered.pop("access_token")
@@ -1567,7 +1561,7 @@ class FakeChatwoot:
     def _inbox_bot(self, call: _Call) -> _Reply:
         inbox = self._inbox_of(call)
         bot = self._bots.get(inbox.agent_bot_id) if inbox.agent_bot_id is not None else None
-        # UNVERIFIED in chatwoot.md: the shape with no bot connected; jbuilder gives {}.
+        # not verified in Chatwoot's source: the shape with no bot connected; jbuilder gives {}.
         return _Reply(200, {"agent_bot": self._bot_json_for(call, bot) if bot is not None else {}})
 
     def _set_inbox_bot(self, call: _Call) -> _Reply:

@@ -126,7 +126,7 @@ IGNORED = [
     ("payload", "reason"), [c[1:] for c in IGNORED], ids=[c[0] for c in IGNORED]
 )
 def test_ignored(payload, reason):
-    """What design §7 does not let the bot act on is Ignored, with the reason."""
+    """What docs/guarantees.md §1 does not let the bot act on is Ignored, with the reason."""
     event = parse(payload)
     assert isinstance(event, Ignored)
     assert event.reason == reason

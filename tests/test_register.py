@@ -341,7 +341,7 @@ async def test_private_hosts(host: str, resolved: list[str] | OSError, private: 
 def test_safe_fetch_advice_follows_the_version(
     version: tuple[int, int, int] | None, blocked: bool, words: str
 ) -> None:
-    """The private-address advice fits Chatwoot's version (chatwoot.md §2)."""
+    """The private-address advice fits Chatwoot's version (docs/chatwoot.md §2)."""
     refused, advice = safe_fetch_advice("bot", version)
     assert refused is blocked
     assert words in advice

@@ -122,7 +122,7 @@ STATUS_CASES = [
 async def test_conversation_events(
     db_dsn: str, tmp_path: Path, event: dict[str, object], result: str, status: str
 ) -> None:
-    """Conversation events move the bot's session as design §7 says."""
+    """Conversation events move the bot's session as docs/guarantees.md §1 says."""
     async with running(db_dsn, write_flow(tmp_path)) as h:
         await h.post(incoming(13, 1, "Oi"))
         assert (await h.post(event)).json() == {"status": result}
