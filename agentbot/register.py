@@ -240,7 +240,8 @@ async def host_is_private(host: str, resolve: Resolver | None = None) -> bool:
 
 
 def safe_fetch_advice(host: str, version: Version | None) -> tuple[bool, str]:
-    """(whether Chatwoot will refuse to call `host`, what to do), docs/chatwoot.md §2 "SSRF block"."""
+    """(whether Chatwoot will refuse to call `host`, what to do): docs/chatwoot.md §2, the
+    SSRF block."""
     setting = "SAFE_FETCH_ALLOW_PRIVATE_NETWORK=true"
     if version is None:
         return True, (

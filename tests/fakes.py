@@ -50,8 +50,8 @@ VENDORED_OPENAPI_PATH: Final = Path(__file__).resolve().parent / "samples" / "ch
 
 ACCOUNT_PREFIX: Final = "/api/v1/accounts/{account_id}"
 
-# AccessTokenAuthHelper::BOT_ACCESSIBLE_ENDPOINTS in 4.15.1 (docs/chatwoot.md §3), as OpenAPI operations
-# under ACCOUNT_PREFIX. The OpenAPI document lists `agentBotApiKey` security on some of these only;
+# AccessTokenAuthHelper::BOT_ACCESSIBLE_ENDPOINTS in 4.15.1 (docs/chatwoot.md §3), as OpenAPI
+# operations under ACCOUNT_PREFIX. The OpenAPI document lists `agentBotApiKey` security on some of these only;
 # docs/chatwoot.md wins, and the document's `security` is not used.
 BOT_ACCESSIBLE: Final[frozenset[tuple[str, str]]] = frozenset(
     {
@@ -128,7 +128,8 @@ class OpenApiNotFound(FileNotFoundError):
 
 @dataclass(frozen=True, slots=True)
 class DocPatch:
-    """One place where docs/chatwoot.md (read from the Rails source) overrules the OpenAPI document."""
+    """One place where docs/chatwoot.md (read from the Rails source) overrules the OpenAPI
+    document."""
 
     pointer: tuple[str, ...]
     value: Any  # REMOVE deletes the key
@@ -148,7 +149,8 @@ DOC_PATCHES: Final[tuple[DocPatch, ...]] = (
     DocPatch(
         _op("/conversations/{conversation_id}/toggle_status", "post", *_BODY, "required"),
         REMOVE,
-        "docs/chatwoot.md §4: with no `status`, toggle_status toggles (open -> resolved, else open)",
+        "docs/chatwoot.md §4: with no `status`, toggle_status toggles"
+        " (open -> resolved, else open)",
     ),
     DocPatch(
         _op("/inboxes/{id}/set_agent_bot", "post", *_BODY),
@@ -161,7 +163,8 @@ DOC_PATCHES: Final[tuple[DocPatch, ...]] = (
     DocPatch(
         ("components", "schemas", "agent_bot_create_update_payload", "properties", "bot_type"),
         {"enum": [0, "webhook"]},
-        "docs/chatwoot.md §4: bot_type is the Rails enum; 'webhook' (or its value 0) is the only one",
+        "docs/chatwoot.md §4: bot_type is the Rails enum;"
+        " 'webhook' (or its value 0) is the only one",
     ),
 )
 

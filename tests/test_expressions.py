@@ -167,7 +167,7 @@ EVALS = [
 
 @pytest.mark.parametrize(("text", "expected"), EVALS, ids=[e[0] for e in EVALS])
 def test_evaluate(text: str, expected: bool) -> None:
-    """Comparisons, membership, existence and logic follow the rules of docs/flows.md §5; nothing raises."""
+    """Comparisons, membership, existence and logic follow docs/flows.md §5; nothing raises."""
     assert holds(parse_expression(text), SCOPE) is expected
 
 

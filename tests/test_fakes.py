@@ -234,7 +234,7 @@ async def test_flood_guard_allows_200_messages_a_minute():
 )
 @pytest.mark.anyio
 async def test_toggle_status(fake, token, before, body, after, success):
-    """toggle_status follows docs/chatwoot.md §4: no status toggles; a bot's handoff answers null."""
+    """toggle_status follows docs/chatwoot.md §4: no status toggles; a bot's handoff: null."""
     fake.add_conversation(1, 5, status=before)
     async with client(fake, fake.bot_token if token == "bot" else fake.user_token) as c:
         response = await c.post("conversations/5/toggle_status", json=body)
@@ -333,7 +333,8 @@ async def test_message_body_must_match_the_schema(fake, bot):
 
 
 def test_openapi_document_must_be_found(tmp_path: Path):
-    """A missing document is an error naming CHATWOOT_OPENAPI; the variable comes before the copy in tests/samples."""
+    """A missing document is an error naming CHATWOOT_OPENAPI; the variable comes before the
+    copy in tests/samples."""
     missing = tmp_path / "missing.json"
     with pytest.raises(OpenApiNotFound, match="CHATWOOT_OPENAPI"):
         locate_openapi(environ={"CHATWOOT_OPENAPI": str(missing)}, vendored=None)
