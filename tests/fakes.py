@@ -51,8 +51,8 @@ VENDORED_OPENAPI_PATH: Final = Path(__file__).resolve().parent / "samples" / "ch
 ACCOUNT_PREFIX: Final = "/api/v1/accounts/{account_id}"
 
 # AccessTokenAuthHelper::BOT_ACCESSIBLE_ENDPOINTS in 4.15.1 (docs/chatwoot.md §3), as OpenAPI
-# operations under ACCOUNT_PREFIX. The OpenAPI document lists `agentBotApiKey` security on some of these only;
-# docs/chatwoot.md wins, and the document's `security` is not used.
+# operations under ACCOUNT_PREFIX. The OpenAPI document lists `agentBotApiKey` security on some
+# of these only; docs/chatwoot.md wins, and the document's `security` is not used.
 BOT_ACCESSIBLE: Final[frozenset[tuple[str, str]]] = frozenset(
     {
         ("POST", "/conversations"),
