@@ -14,7 +14,8 @@ import contextlib
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, assert_never
+from functools import partial
+from typing import Any, TypeVar, assert_never
 
 import httpx
 import structlog
@@ -157,13 +158,25 @@ def _opt_int(value: object) -> int | None:
 
 
 class Outbox:
+    """Delivers the outbox: claims heads of conversations' queues in batches, one short
+    transaction per claim and per settlement, never one held across a call to Chatwoot.
+
+    An attempt is recorded (counted and leased) before Chatwoot is called. When its outcome is
+    unknown (the worker died, the database went away before the outcome was written, or
+    Chatwoot's answer was lost), the next attempt of a message first reads the conversation's
+    newest message from Chatwoot and takes a match as the delivery; docs/guarantees.md says
+    what that check can and cannot see.
+    """
+
     def __init__(
         self,
         store: Store,
         client: ChatwootClient | None,
         *,
         policy: RetryPolicy | None = None,
-        concurrency: int = 8,
+        concurrency: int = 4,
+        batch: int = 16,
+        lease: float = 60.0,
         poll_interval: float = 1.0,
         probe_interval: float = 5.0,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -175,6 +188,8 @@ class Outbox:
         self.client = client
         self.policy = policy or RetryPolicy()
         self.concurrency = concurrency
+        self.batch = batch
+        self.lease = lease
         self.poll_interval = poll_interval
         self.probe_interval = probe_interval
         self.sleep = sleep
@@ -225,20 +240,26 @@ class Outbox:
             log.error("outbox.slot_failed", error=repr(task.exception()))
 
     async def _slot(self, *, probe: bool = False) -> None:
-        """Deliver heads of conversations' queues one after the other until none is due.
+        """Claim a batch of heads (each of another conversation), deliver them side by side,
+        and again, until none is due.
 
         A slot that finds work starts another one, up to `concurrency`, so a slow conversation
         never holds up the others and an idle outbox costs one query per poll.
         """
         while True:
             try:
-                async with self.store.claim(probe=probe) as claim:
-                    probe = False
-                    if claim is None:
-                        return
-                    if len(self._slots) < self.concurrency:
-                        self._spawn()
-                    await self.deliver(claim)
+                claims = await self.store.claim(
+                    probe=probe, limit=1 if probe else self.batch, lease=self.lease
+                )
+                probe = False
+                if not claims:
+                    return
+                if len(self._slots) < self.concurrency:
+                    self._spawn()
+                if len(claims) == 1:
+                    await self.deliver(claims[0])
+                else:
+                    await asyncio.gather(*(self.deliver(c) for c in claims))
             except StoreError as exc:
                 log.warning("outbox.database_unavailable", error=str(exc))
                 await self.sleep(self.poll_interval)
@@ -248,11 +269,11 @@ class Outbox:
         """Deliver every row due now, one at a time (used by tests and `agentbot` tooling)."""
         count = 0
         while True:
-            async with self.store.claim() as claim:
-                if claim is None:
-                    return count
-                await self.deliver(claim)
-                count += 1
+            claims = await self.store.claim(lease=self.lease)
+            if not claims:
+                return count
+            await self.deliver(claims[0])
+            count += 1
 
     async def deliver(self, claim: Claim) -> None:
         row = claim.row
@@ -267,41 +288,78 @@ class Outbox:
         except (KeyError, TypeError, ValueError) as exc:
             error = f"unreadable outbox action: {exc!r}"
             bound.error("outbox.dead", error=error)
-            await claim.give_up(error=error, handoff=None)
+            await self._settle(claim, lambda: claim.give_up(error=error, handoff=None))
             return
         if isinstance(action, CallWebhook):
             await self._call_webhook(claim, action)
             return
         assert self.client is not None
+        attempt = _Attempt(unsure=row.unsure_since is not None and _creates_message(action))
         try:
-            result = await self._with_retries(self.client, row, action)
-        except ChatwootUnavailable as exc:
+            # Well inside the lease, so no other worker takes the row while this one still may
+            # reach Chatwoot.
+            async with asyncio.timeout(self.lease * 0.5):
+                result = await self._with_retries(self.client, claim, action, attempt)
+        except (ChatwootUnavailable, TimeoutError) as exc:
+            if isinstance(exc, TimeoutError):
+                exc = ChatwootUnavailable(
+                    f"no answer from Chatwoot within {self.lease * 0.5:.0f} s", maybe_done=True
+                )
+                attempt.unsure = attempt.unsure or _creates_message(action)
             age = (self.clock() - row.created_at).total_seconds()
-            delay = self.policy.next_delay(row.attempts + 1, age, exc.retry_after)
+            delay = self.policy.next_delay(row.attempts, age, exc.retry_after)
             if delay is not None:
-                bound.info("outbox.retry", error=str(exc), attempts=row.attempts + 1, delay=delay)
+                bound.info("outbox.retry", error=str(exc), attempts=row.attempts, delay=delay)
                 outage = exc.retry_after is None
-                await claim.reschedule(delay=delay, error=str(exc), outage=outage)
+                retry = partial(
+                    claim.reschedule,
+                    delay=delay,
+                    error=str(exc),
+                    outage=outage,
+                    unknown=attempt.unsure,
+                )
+                await self._settle(claim, retry)
                 return
-            await self._give_up(claim, action, f"gave up after {row.attempts + 1} attempts: {exc}")
+            await self._give_up(claim, action, f"gave up after {row.attempts} attempts: {exc}")
             return
         except ChatwootRejected as exc:
             if exc.status_code == 422 and "too many messages" in exc.body.lower():
                 # Chatwoot's flood guard (200 messages a minute in one conversation): wait for
                 # this conversation only; the others go on.
                 delay = self.policy.flood_delay
-                bound.warning("outbox.flood_guard", delay=delay, attempts=row.attempts + 1)
-                await claim.reschedule(delay=delay, error=str(exc))
+                bound.warning("outbox.flood_guard", delay=delay, attempts=row.attempts)
+                later = partial(claim.reschedule, delay=delay, error=str(exc))
+                await self._settle(claim, later)
                 return
             await self._give_up(claim, action, str(exc))
             return
-        await claim.mark_sent(result)
-        bound.info("outbox.sent", attempts=row.attempts + 1)
+        done = await self._settle(claim, lambda: claim.mark_sent(result, wake=row.attempts > 1))
+        if done:
+            bound.info("outbox.sent", attempts=row.attempts, found=attempt.found)
+        else:
+            bound.warning("outbox.lease_lost", attempts=row.attempts)
+
+    async def _settle(self, claim: Claim, settle: Callable[[], Awaitable[T]]) -> T:
+        """Write an attempt's outcome, trying again while the database is away, for as long as
+        the attempt's lease lasts; after that the row is taken again and its outcome is asked
+        of Chatwoot."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.lease * 0.4
+        while True:
+            try:
+                return await settle()
+            except StoreError as exc:
+                if loop.time() >= deadline:
+                    raise
+                log.warning("outbox.settle_retry", outbox_id=claim.row.id, error=str(exc))
+                await self.sleep(min(1.0, self.poll_interval))
 
     async def _call_webhook(self, claim: Claim, call: CallWebhook) -> None:
-        """Call the flow's external webhook; its answer steps the flow in this transaction."""
+        """Call the flow's external webhook; its answer steps the flow in the transaction that
+        records the call as done."""
         assert self.webhooks is not None, "create the Outbox with webhooks= to call webhooks"
         assert self.on_reply is not None, "create the Outbox with on_reply= to call webhooks"
+        on_reply = self.on_reply
         reply = await call_webhook(self.webhooks, call, sleep=self.sleep)
         log.info(
             "webhook_call.done",
@@ -311,8 +369,16 @@ class Outbox:
             status=reply.status,
             error=reply.error,
         )
-        await self.on_reply(claim.tx, claim.row, reply)
-        await claim.mark_sent({"ok": reply.ok, "status": reply.status, "error": reply.error})
+        outcome = {"ok": reply.ok, "status": reply.status, "error": reply.error}
+
+        async def settle() -> bool:
+            async with self.store.transaction() as tx:
+                if not await claim.mark_sent_in(tx, outcome):
+                    return False
+                await on_reply(tx, claim.row, reply)
+                return True
+
+        await self._settle(claim, settle)
         self.wake()
 
     async def _give_up(self, claim: Claim, action: Action, error: str) -> None:
@@ -321,7 +387,7 @@ class Outbox:
             handoff = encode(
                 Handoff(f"delivery failed: {error[:200]}", getattr(action, "block", ""))
             )
-        cancelled = await claim.give_up(error=error, handoff=handoff)
+        cancelled = await self._settle(claim, lambda: claim.give_up(error=error, handoff=handoff))
         log.error(
             "outbox.dead",
             outbox_id=claim.row.id,
@@ -332,11 +398,14 @@ class Outbox:
             cancelled=len(cancelled),
             handed_off=handoff is not None,
         )
+        if handoff is not None:
+            self.wake()
 
     async def _with_retries(
-        self, client: ChatwootClient, row: OutboxRow, action: Action
+        self, client: ChatwootClient, claim: Claim, action: Action, attempt: _Attempt
     ) -> dict[str, Any]:
         policy = self.policy
+        row = claim.row
         retrying = AsyncRetrying(
             retry=retry_if_exception_type(ChatwootUnavailable),
             stop=stop_after_attempt(policy.in_process_attempts)
@@ -345,18 +414,103 @@ class Outbox:
             sleep=self.sleep,
             reraise=True,
         )
-        async for attempt in retrying:
-            with attempt:
-                return await carry_out(
-                    client,
-                    row.account_id,
-                    row.conversation_id,
-                    action,
-                    row.channel,
-                    _opt_int(row.action.get("contact_id")),
-                    row.action.get("template_params"),
-                )
+        async for try_ in retrying:
+            with try_:
+                if attempt.unsure:
+                    found = await self._already_sent(client, claim, action)
+                    attempt.unsure = False
+                    if found is not None:
+                        attempt.found = True
+                        return found
+                try:
+                    return await carry_out(
+                        client,
+                        row.account_id,
+                        row.conversation_id,
+                        action,
+                        row.channel,
+                        _opt_int(row.action.get("contact_id")),
+                        row.action.get("template_params"),
+                    )
+                except ChatwootUnavailable as exc:
+                    attempt.unsure = exc.maybe_done and _creates_message(action)
+                    raise
         raise AssertionError("unreachable: tenacity reraises the last error")
+
+    async def _already_sent(
+        self, client: ChatwootClient, claim: Claim, action: Action
+    ) -> dict[str, Any] | None:
+        """After an attempt of unknown outcome: the message Chatwoot shows as this action's,
+        or None to send it (again). Chatwoot's create-message call has no idempotency key, so
+        the conversation's newest message is the only record to go by: it is this action's
+        when it is the bot's outgoing message with this content and newer than any message the
+        bot is known to have sent there."""
+        row = claim.row
+        try:
+            last = await client.last_message(row.account_id, row.conversation_id)
+        except ChatwootRejected as exc:
+            log.warning(
+                "outbox.outcome_unknown",
+                outbox_id=row.id,
+                conversation_id=row.conversation_id,
+                reason=f"cannot read the conversation: {exc}",
+                message="sending again: the customer may see this message twice",
+            )
+            return None
+        if last is None:
+            return None
+        known = await claim.last_known_message()
+        newest = last.get("id")
+        matches = (
+            isinstance(newest, int)
+            and (known is None or newest > known)
+            and last.get("message_type") in (OUTGOING, TEMPLATE)
+            and _same_text(last.get("content"), _last_content(action, row.channel))
+        )
+        log.info(
+            "outbox.outcome_checked",
+            outbox_id=row.id,
+            conversation_id=row.conversation_id,
+            delivered=matches,
+            message_id=newest,
+        )
+        return dict(last) if matches else None
+
+
+T = TypeVar("T")
+OUTGOING, TEMPLATE = 1, 3  # `message_type` in Chatwoot's REST answers
+
+
+@dataclass(slots=True)
+class _Attempt:
+    """What one delivery attempt knows: whether Chatwoot may already have acted on this row,
+    and whether the check found that it had."""
+
+    unsure: bool
+    found: bool = False
+
+
+def _creates_message(action: Action) -> bool:
+    """Repeating these would show the customer (or the agents) a message twice; the other
+    actions are idempotent in Chatwoot (labels merged, status, assignment, attributes)."""
+    return isinstance(action, SendText | SendOptions | PrivateNote)
+
+
+def _last_content(action: Action, channel: str | None) -> str | None:
+    """The content of the last message `carry_out` creates for this action."""
+    match action:
+        case SendText(text=text) | PrivateNote(text=text):
+            return str(channels.text_body(text).get("content"))
+        case SendOptions(text=text, options=options):
+            pairs = [(o.title, o.value) for o in options]
+            bodies = list(channels.messages(channel, text, pairs))
+            return str(bodies[-1].get("content")) if bodies else None
+        case _:
+            return None
+
+
+def _same_text(shown: object, sent: str | None) -> bool:
+    return isinstance(shown, str) and sent is not None and shown.strip() == sent.strip()
 
 
 WEBHOOK_RETRIES = 2  # design §6: at most 2 quick retries, for idempotent calls only

@@ -93,12 +93,13 @@ order by id desc limit 1
 """
 RECORD_ERROR = "update workflow_interactions set error = %(error)s where id = %(id)s"
 # Heads of conversations' queues: pending rows with no earlier pending row of their
-# conversation. The row lock is held while a head is delivered: a worker that dies releases it
-# with its connection, and SKIP LOCKED lets other workers take other conversations meanwhile.
+# conversation. Claiming records the attempt in one short statement before Chatwoot is called:
+# it counts the attempt (the fence of the settlement), leases the row by moving next_attempt_at
+# past the attempt's end, and notes when an attempt of unknown outcome began. No transaction
+# stays open across the HTTP call; a worker that dies leaves the row to be taken again once its
+# lease has run out, with attempt_at telling the next worker to ask Chatwoot first.
 _HEADS = """
-select o.id, o.account_id, o.conversation_id, o.session_id, o.channel, o.action, o.attempts,
-    o.created_at
-from workflow_outbox o
+select o.id, o.attempt_at from workflow_outbox o
 where o.status = 'pending'
   and not exists (
     select 1 from workflow_outbox p
@@ -106,40 +107,64 @@ where o.status = 'pending'
       and p.conversation_id = o.conversation_id and p.id < o.id
   )
 """
+_TAKE = """
+update workflow_outbox o
+set attempts = o.attempts + 1, outage = false,
+    next_attempt_at = now() + make_interval(secs => %(lease)s),
+    attempt_at = coalesce(o.attempt_at, now())
+from heads h
+where o.id = h.id
+returning o.id, o.account_id, o.conversation_id, o.session_id, o.channel, o.action, o.attempts,
+    o.created_at, h.attempt_at as unsure_since
+"""
 CLAIM_OUTBOX = (
-    _HEADS
+    "with heads as ("
+    + _HEADS
     + """  and o.next_attempt_at <= now()
 order by o.next_attempt_at, o.id
-limit 1
+limit %(limit)s
 for update of o skip locked
-"""
+)"""
+    + _TAKE
 )
 # A probe: the head that waits longest on an outage, due or not. When it goes through,
 # Chatwoot is back and everything waiting is made due at once (WAKE_WAITING).
 CLAIM_PROBE = (
-    _HEADS
+    "with heads as ("
+    + _HEADS
     + """  and o.outage
 order by o.next_attempt_at, o.id
 limit 1
 for update of o skip locked
-"""
+)"""
+    + _TAKE
 )
+# Settlements match the attempt they settle (`attempts`): one whose lease ran out, and that
+# another worker took since, changes nothing.
 MARK_SENT = """
-update workflow_outbox
-set status = 'sent', result = %(result)s, attempts = attempts + 1, last_error = null,
-    outage = false, finished_at = now()
-where id = %(id)s
+with done as (
+    update workflow_outbox
+    set status = 'sent', result = %(result)s, last_error = null, outage = false,
+        attempt_at = null, finished_at = now()
+    where id = %(id)s and attempts = %(attempts)s and status = 'pending'
+    returning id
+), delivered as (
+    update workflow_interactions i set message_id = %(message_id)s
+    from done where i.outbox_id = done.id and %(message_id)s::bigint is not null
+    returning 1
+)
+select count(*) from done
 """
-RECORD_DELIVERY = """
-update workflow_interactions set message_id = %(message_id)s where outbox_id = %(id)s
-"""
+# `unknown`: this attempt's outcome is not known, so the row keeps its attempt_at.
 RESCHEDULE = """
 update workflow_outbox
-set attempts = attempts + 1, last_error = %(error)s, outage = %(outage)s,
-    next_attempt_at = now() + make_interval(secs => %(delay)s)
-where id = %(id)s
+set last_error = %(error)s, outage = %(outage)s,
+    next_attempt_at = now() + make_interval(secs => %(delay)s),
+    attempt_at = case when %(unknown)s then attempt_at end
+where id = %(id)s and attempts = %(attempts)s and status = 'pending'
 """
-# After a success, whatever waited on Chatwoot being away is due again at once.
+# After a success, whatever waited on Chatwoot being away is due again at once. A row being
+# attempted has outage = false, so its lease is left alone.
 WAKE_WAITING = """
 update workflow_outbox set next_attempt_at = now()
 where id in (
@@ -150,9 +175,16 @@ where id in (
 """
 MARK_DEAD = """
 update workflow_outbox
-set status = 'dead', attempts = attempts + 1, last_error = %(error)s, finished_at = now()
-where id = %(id)s
+set status = 'dead', last_error = %(error)s, attempt_at = null, finished_at = now()
+where id = %(id)s and attempts = %(attempts)s and status = 'pending'
 returning session_id
+"""
+# Before resending after an attempt of unknown outcome: the newest Chatwoot message id the bot
+# is known to have created in the conversation.
+LAST_KNOWN_MESSAGE = """
+select max(message_id) from workflow_interactions
+where account_id = %(account_id)s and conversation_id = %(conversation_id)s
+  and direction = 'out' and message_id is not null
 """
 CANCEL_PENDING = """
 update workflow_outbox
@@ -243,6 +275,8 @@ class OutboxRow:
     action: dict[str, Any]
     attempts: int
     created_at: datetime
+    # When an earlier attempt of unknown outcome began: Chatwoot may have acted on it already.
+    unsure_since: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -532,45 +566,102 @@ class Store:
 
     # Outbox
 
-    @asynccontextmanager
-    async def claim(self, *, probe: bool = False) -> AsyncIterator[Claim | None]:
-        """Lock the due head of one conversation's queue for as long as the block runs.
+    async def claim(
+        self, *, probe: bool = False, limit: int = 1, lease: float = 60.0
+    ) -> list[Claim]:
+        """Take up to `limit` due heads of conversations' queues, each for `lease` seconds.
 
         A conversation's next row is not a head while the one before it is pending, so one
         conversation's actions are carried out one at a time and in order, by any worker.
-        With `probe`, take the head waiting longest after a failure, even if not due yet.
+        With `probe`, take the head waiting longest after an outage, even if not due yet.
+        The attempt is committed before this returns; no connection is held afterwards.
         """
+        params = {"limit": limit, "lease": lease}
         try:
-            async with self.pool.connection() as conn, conn.transaction():
+            async with self.pool.connection() as conn:
                 async with conn.cursor(row_factory=class_row(OutboxRow)) as cur:
-                    await cur.execute(CLAIM_PROBE if probe else CLAIM_OUTBOX)
-                    row = await cur.fetchone()
-                yield None if row is None else Claim(Tx(conn), row)
+                    await cur.execute(CLAIM_PROBE if probe else CLAIM_OUTBOX, params)
+                    rows = await cur.fetchall()
+                await conn.commit()
         except psycopg.Error as exc:
             raise StoreError(f"database error: {exc}") from exc
         except TimeoutError as exc:
             raise StoreError(f"database unreachable: {exc}") from exc
+        rows.sort(key=lambda r: r.id)
+        return [Claim(self, row) for row in rows]
+
+    async def _execute(self, statement: str, params: Mapping[str, Any]) -> Any:
+        """One statement in its own transaction: its first row's first value, or None."""
+        try:
+            async with self.pool.connection() as conn:
+                cur = await conn.execute(statement, params)
+                row = await cur.fetchone() if cur.description is not None else None
+                await conn.commit()
+        except psycopg.Error as exc:
+            raise StoreError(f"database error: {exc}") from exc
+        except TimeoutError as exc:
+            raise StoreError(f"database unreachable: {exc}") from exc
+        return None if row is None else row[0]
 
 
 class Claim:
-    """One outbox row, locked in an open transaction until it is settled."""
+    """One outbox row taken for one attempt. Each settlement is its own short transaction and
+    changes nothing when the attempt is no longer the row's latest (its lease ran out)."""
 
-    def __init__(self, tx: Tx, row: OutboxRow) -> None:
-        self.tx = tx
+    def __init__(self, store: Store, row: OutboxRow) -> None:
+        self.store = store
         self.row = row
 
-    async def mark_sent(self, result: Mapping[str, Any]) -> None:
-        conn = self.tx.conn
-        await conn.execute(MARK_SENT, {"id": self.row.id, "result": Jsonb(dict(result))})
-        message_id = result.get("id")
-        if isinstance(message_id, int):
-            await conn.execute(RECORD_DELIVERY, {"id": self.row.id, "message_id": message_id})
-        await conn.execute(WAKE_WAITING)
+    def _fence(self) -> dict[str, Any]:
+        return {"id": self.row.id, "attempts": self.row.attempts}
 
-    async def reschedule(self, *, delay: float, error: str, outage: bool = False) -> None:
-        await self.tx.conn.execute(
-            RESCHEDULE, {"id": self.row.id, "delay": delay, "error": error, "outage": outage}
+    async def last_known_message(self) -> int | None:
+        """The newest Chatwoot message id recorded for this row's conversation."""
+        row = self.row
+        value = await self.store._execute(
+            LAST_KNOWN_MESSAGE,
+            {"account_id": row.account_id, "conversation_id": row.conversation_id},
         )
+        return None if value is None else int(value)
+
+    async def mark_sent(self, result: Mapping[str, Any], *, wake: bool = False) -> bool:
+        """Record the success; with `wake`, make what waited on an outage due now. False when
+        the attempt was no longer this worker's to settle."""
+        message_id = result.get("id")
+        params = {
+            **self._fence(),
+            "result": Jsonb(dict(result)),
+            "message_id": message_id if isinstance(message_id, int) else None,
+        }
+        done = bool(await self.store._execute(MARK_SENT, params))
+        if done and wake:
+            await self.store._execute(WAKE_WAITING, {})
+        return done
+
+    async def mark_sent_in(self, tx: Tx, result: Mapping[str, Any]) -> bool:
+        """`mark_sent` inside the caller's transaction (a webhook's answer steps the flow in
+        the same transaction)."""
+        message_id = result.get("id")
+        params = {
+            **self._fence(),
+            "result": Jsonb(dict(result)),
+            "message_id": message_id if isinstance(message_id, int) else None,
+        }
+        cur = await tx.conn.execute(MARK_SENT, params)
+        row = await cur.fetchone()
+        return bool(row and row[0])
+
+    async def reschedule(
+        self, *, delay: float, error: str, outage: bool = False, unknown: bool = False
+    ) -> None:
+        params = {
+            **self._fence(),
+            "delay": delay,
+            "error": error,
+            "outage": outage,
+            "unknown": unknown,
+        }
+        await self.store._execute(RESCHEDULE, params)
 
     async def give_up(
         self, *, error: str, handoff: Mapping[str, Any] | None
@@ -579,38 +670,41 @@ class Claim:
 
         Returns the cancelled actions.
         """
-        row, tx = self.row, self.tx
-        await tx.lock_conversation(row.account_id, row.conversation_id)
-        await tx.conn.execute(MARK_DEAD, {"id": row.id, "error": error})
-        await tx.insert_interaction(
-            session_id=row.session_id,
-            account_id=row.account_id,
-            conversation_id=row.conversation_id,
-            direction="out",
-            kind="failed",
-            block=row.action.get("block"),
-            outbox_id=row.id,
-            error=error,
-        )
-        if handoff is None:
-            return []
-        cur = await tx.conn.execute(
-            CANCEL_PENDING,
-            {
-                "account_id": row.account_id,
-                "conversation_id": row.conversation_id,
-                "after": row.id,
-                "reason": f"cancelled: outbox row {row.id} failed",
-            },
-        )
-        cancelled = [dict(r[0]) for r in await cur.fetchall()]
-        if row.session_id is not None:
-            await tx.conn.execute(HAND_OFF_SESSION, {"id": row.session_id})
-        await tx.enqueue(
-            account_id=row.account_id,
-            conversation_id=row.conversation_id,
-            session_id=row.session_id,
-            action=handoff,
-            channel=row.channel,
-        )
-        return cancelled
+        row = self.row
+        async with self.store.transaction() as tx:
+            await tx.lock_conversation(row.account_id, row.conversation_id)
+            cur = await tx.conn.execute(MARK_DEAD, {**self._fence(), "error": error})
+            if await cur.fetchone() is None:
+                return []
+            await tx.insert_interaction(
+                session_id=row.session_id,
+                account_id=row.account_id,
+                conversation_id=row.conversation_id,
+                direction="out",
+                kind="failed",
+                block=row.action.get("block"),
+                outbox_id=row.id,
+                error=error,
+            )
+            if handoff is None:
+                return []
+            cur = await tx.conn.execute(
+                CANCEL_PENDING,
+                {
+                    "account_id": row.account_id,
+                    "conversation_id": row.conversation_id,
+                    "after": row.id,
+                    "reason": f"cancelled: outbox row {row.id} failed",
+                },
+            )
+            cancelled = [dict(r[0]) for r in await cur.fetchall()]
+            if row.session_id is not None:
+                await tx.conn.execute(HAND_OFF_SESSION, {"id": row.session_id})
+            await tx.enqueue(
+                account_id=row.account_id,
+                conversation_id=row.conversation_id,
+                session_id=row.session_id,
+                action=handoff,
+                channel=row.channel,
+            )
+            return cancelled

@@ -1599,7 +1599,16 @@ class FakeChatwoot:
                 "hmac_verified": False,
             },
             "id": conversation.display_id,
-            "messages": [],
+            # The REST show: the newest message, and the newest that is not an activity.
+            "messages": [self._message_json(m) for m in conversation.messages[-1:]],
+            "last_non_activity_message": next(
+                (
+                    self._message_json(m)
+                    for m in reversed(conversation.messages)
+                    if m.message_type != "activity"
+                ),
+                None,
+            ),
             "account_id": account.id,
             "uuid": f"00000000-0000-4000-8000-{account.id:04d}{conversation.display_id:08d}",
             "additional_attributes": {},
