@@ -91,7 +91,7 @@ async def test_missing_database_is_created(pg_admin: str) -> None:
     try:
         assert await ensure_database(dsn) is True
         assert await ensure_database(dsn) is False
-        assert await migrate(dsn) == ["0001_initial.sql"]
+        assert await migrate(dsn) == [m.name for m in load_migrations()]
     finally:
         with psycopg.connect(pg_admin, autocommit=True) as conn:
             conn.execute("drop database if exists agentbot_created_by_test with (force)")
