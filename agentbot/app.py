@@ -204,6 +204,7 @@ def create_app(
     timer_interval: float = 1.0,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     sync_flows: bool = True,
+    outbox_lease: float = 60.0,
 ) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[State]:
@@ -252,6 +253,7 @@ def create_app(
                 client,
                 policy=policy,
                 poll_interval=poll_interval,
+                lease=outbox_lease,
                 clock=clock,
                 webhooks=webhooks,
                 on_reply=lambda tx, row, reply: service.resume(

@@ -538,6 +538,12 @@ class FakeChatwoot:
         self.delay = delay  # seconds to wait before answering each request; settable any time
         # Path fragment -> seconds: e.g. {"/conversations/7/": 3.0} makes one conversation slow.
         self.slow_paths: dict[str, float] = {}
+        # Seconds to wait after acting, before answering: the answer may be lost on the way
+        # while the message exists (an attempt of unknown outcome). Settable any time.
+        self.answer_delay = 0.0
+        # Path fragment -> status answered without acting, e.g. {"/conversations/7/messages":
+        # 422} refuses one conversation's messages (a channel that rejects them).
+        self.refused_paths: dict[str, int] = {}
 
         self._lock = threading.Lock()
         self._requests: list[_Received] = []
@@ -897,7 +903,10 @@ class FakeChatwoot:
                 if marker in request.url.path:
                     delay = max(delay, seconds)
             failure = None
-            if self._failures:
+            for marker, status in self.refused_paths.items():
+                if marker in request.url.path:
+                    failure = _Failure(1, status, {"error": "Validation failed: refused"}, {})
+            if failure is None and self._failures:
                 failure = self._failures[0]
                 failure.remaining -= 1
                 if failure.remaining <= 0:
@@ -910,6 +919,9 @@ class FakeChatwoot:
             else:
                 reply = self._handle(request.method, request.url.path, body, bad_json, raw, headers)
             received.status = reply.status
+            answer_delay = self.answer_delay
+        if answer_delay > 0:
+            await anyio.sleep(answer_delay)
         return self._response(reply)
 
     @staticmethod
