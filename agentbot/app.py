@@ -13,6 +13,8 @@ import hashlib
 import hmac
 import json
 import secrets
+import time
+import weakref
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -21,6 +23,7 @@ from typing import Any, TypedDict, cast
 
 import httpx
 import structlog
+from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -84,6 +87,29 @@ class WebhookAuth:
                 return "the URL's ?token= does not match WEBHOOK_TOKEN"
             return None
         return "no webhook authentication is configured"
+
+
+class Freshness:
+    """The pool's check before lending a connection, skipped for one used a moment ago.
+
+    Checking costs a round trip; it is worth it after a connection sat idle (the server may
+    have restarted meanwhile), not between the back-to-back uses of a busy pool. A connection
+    cut in that moment fails its statement, which is answered as the database being away.
+    """
+
+    def __init__(self, idle: float = 1.0) -> None:
+        self.idle = idle
+        self.used: weakref.WeakKeyDictionary[AsyncConnection[Any], float] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    async def check(self, conn: AsyncConnection[Any]) -> None:
+        last = self.used.get(conn)
+        if last is None or time.monotonic() - last >= self.idle:
+            await AsyncConnectionPool.check_connection(conn)
+
+    async def reset(self, conn: AsyncConnection[Any]) -> None:
+        self.used[conn] = time.monotonic()
 
 
 def _state(request: Request) -> State:
@@ -208,13 +234,17 @@ def create_app(
 ) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[State]:
+        # Autocommit: a lone statement is one round trip; transactions are explicit.
+        freshness = Freshness()
         pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
             dsn,
             min_size=2,
             max_size=16,
             open=False,
             timeout=POOL_TIMEOUT,
-            check=AsyncConnectionPool.check_connection,
+            check=freshness.check,
+            reset=freshness.reset,
+            kwargs={"autocommit": True},
             name="agentbot",
         )
         await pool.open(wait=True, timeout=30)

@@ -131,7 +131,7 @@ class Service:
         """One transaction: take the event in once, lock its conversation, act on it."""
         conv = event.conversation
         async with self.store.transaction() as tx:
-            fresh = await tx.record_event(
+            fresh, row = await tx.take_in(
                 delivery_id=delivery_id,
                 dedupe_key=event.dedupe_key,
                 event=event_name,
@@ -140,8 +140,6 @@ class Service:
             )
             if not fresh:
                 return Handled(Result.DUPLICATE)
-            await tx.lock_conversation(conv.account_id, conv.id)
-            row = await tx.latest_session(conv.account_id, conv.id)
             handled = await then(tx, row)
         if handled.actions:
             self.on_commit()
@@ -253,23 +251,16 @@ class Service:
                 template_params = None
             if isinstance(action, SaveAttribute) and action.scope == "contact":
                 data["contact_id"] = where.contact_id
-            outbox_id = await tx.enqueue(
+            await tx.queue_action(
                 account_id=where.account_id,
                 conversation_id=where.conversation_id,
                 session_id=session_id,
                 action=data,
                 channel=where.channel,
-            )
-            await tx.insert_interaction(
-                session_id=session_id,
-                account_id=where.account_id,
-                conversation_id=where.conversation_id,
-                direction="out",
-                kind=_kind(action),
+                kind=str(data["type"]),
                 block=action.block,
                 content=_content(action),
                 labels=action.labels if isinstance(action, AddLabels) else None,
-                outbox_id=outbox_id,
             )
 
     async def _step(self, tx: Tx, row: SessionRow | None, event: Event, now: datetime) -> Handled:
@@ -504,10 +495,6 @@ def _said(event: Event) -> str:
             return text
         case OptionSubmitted(title=title, value=value):
             return title or value
-
-
-def _kind(action: engine.Action) -> str:
-    return str(encode(action)["type"])
 
 
 def _content(action: engine.Action) -> str | None:

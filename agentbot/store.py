@@ -81,6 +81,18 @@ insert into workflow_outbox (account_id, conversation_id, session_id, channel, a
 values (%(account_id)s, %(conversation_id)s, %(session_id)s, %(channel)s, %(action)s)
 returning id
 """
+QUEUE_ACTION = """
+with queued as (
+    insert into workflow_outbox (account_id, conversation_id, session_id, channel, action)
+    values (%(account_id)s, %(conversation_id)s, %(session_id)s, %(channel)s, %(action)s)
+    returning id
+)
+insert into workflow_interactions (session_id, account_id, conversation_id, direction, kind,
+    block, content, labels, outbox_id)
+select %(session_id)s, %(account_id)s, %(conversation_id)s, 'out', %(kind)s, %(block)s,
+    %(content)s, %(labels)s, queued.id
+from queued
+"""
 SET_SESSION_STATUS = """
 update workflow_conversations
 set status = %(status)s, updated_at = now(), ended_at = coalesce(ended_at, now())
@@ -355,6 +367,30 @@ class Tx:
         )
         return await cur.fetchone() is not None
 
+    async def take_in(
+        self,
+        *,
+        delivery_id: str | None,
+        dedupe_key: str | None,
+        event: str,
+        account_id: int,
+        conversation_id: int,
+    ) -> tuple[bool, SessionRow | None]:
+        """`record_event`, `lock_conversation` and `latest_session` in one round trip.
+
+        Whether the event is new, and the conversation's latest session, read under the lock.
+        """
+        where = {"account_id": account_id, "conversation_id": conversation_id}
+        inserted = await self.conn.execute(
+            INSERT_EVENT,
+            {"delivery_id": delivery_id, "dedupe_key": dedupe_key, "event": event, **where},
+        )
+        await self.conn.execute(LOCK_CONVERSATION, where)
+        async with self.conn.cursor(row_factory=class_row(SessionRow)) as cur:
+            await cur.execute(SELECT_LATEST_SESSION, where)
+            row = await cur.fetchone()
+        return await inserted.fetchone() is not None, row
+
     async def lock_conversation(self, account_id: int, conversation_id: int) -> None:
         await self.conn.execute(
             LOCK_CONVERSATION, {"account_id": account_id, "conversation_id": conversation_id}
@@ -446,6 +482,36 @@ class Tx:
         assert row is not None
         return int(row[0])
 
+    async def queue_action(
+        self,
+        *,
+        account_id: int,
+        conversation_id: int,
+        session_id: int | None,
+        action: Mapping[str, Any],
+        channel: str | None,
+        kind: str,
+        block: str | None,
+        content: str | None,
+        labels: Sequence[str] | None,
+    ) -> None:
+        """`enqueue` and the outbound interaction that names its row, in one statement whose
+        result is not waited for."""
+        await self.conn.execute(
+            QUEUE_ACTION,
+            {
+                "account_id": account_id,
+                "conversation_id": conversation_id,
+                "session_id": session_id,
+                "channel": channel,
+                "action": Jsonb(dict(action)),
+                "kind": kind,
+                "block": block,
+                "content": content,
+                "labels": None if labels is None else Jsonb(list(labels)),
+            },
+        )
+
     async def set_session_status(self, session_id: int, status: str) -> None:
         await self.conn.execute(SET_SESSION_STATUS, {"id": session_id, "status": status})
 
@@ -467,7 +533,9 @@ class Store:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Tx]:
         try:
-            async with self.pool.connection() as conn, conn.transaction():
+            # Pipeline mode: a statement whose result is not read goes out with the next one
+            # that is (or with the COMMIT), so a transaction costs a round trip per read.
+            async with self.pool.connection() as conn, conn.pipeline(), conn.transaction():
                 yield Tx(conn)
         except psycopg.Error as exc:
             raise StoreError(f"database error: {exc}") from exc
