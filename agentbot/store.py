@@ -380,16 +380,52 @@ class Tx:
 
         Whether the event is new, and the conversation's latest session, read under the lock.
         """
-        where = {"account_id": account_id, "conversation_id": conversation_id}
-        inserted = await self.conn.execute(
-            INSERT_EVENT,
-            {"delivery_id": delivery_id, "dedupe_key": dedupe_key, "event": event, **where},
+        [taken] = await self.take_in_many(
+            [
+                {
+                    "delivery_id": delivery_id,
+                    "dedupe_key": dedupe_key,
+                    "event": event,
+                    "account_id": account_id,
+                    "conversation_id": conversation_id,
+                }
+            ]
         )
-        await self.conn.execute(LOCK_CONVERSATION, where)
-        async with self.conn.cursor(row_factory=class_row(SessionRow)) as cur:
+        return taken
+
+    async def take_in_many(
+        self, events: Sequence[Mapping[str, Any]]
+    ) -> list[tuple[bool, SessionRow | None]]:
+        """`take_in` for several events of distinct conversations, all in one round trip.
+
+        Each mapping has take_in's keyword arguments. Conversations are locked in the order
+        given: callers that lock several sort them the same way, so that they cannot deadlock.
+        """
+        pending = []
+        for event in events:
+            where = {
+                "account_id": event["account_id"],
+                "conversation_id": event["conversation_id"],
+            }
+            inserted = await self.conn.execute(
+                INSERT_EVENT,
+                {
+                    "delivery_id": event["delivery_id"],
+                    "dedupe_key": event["dedupe_key"],
+                    "event": event["event"],
+                    **where,
+                },
+            )
+            await self.conn.execute(LOCK_CONVERSATION, where)
+            cur = self.conn.cursor(row_factory=class_row(SessionRow))
             await cur.execute(SELECT_LATEST_SESSION, where)
-            row = await cur.fetchone()
-        return await inserted.fetchone() is not None, row
+            pending.append((inserted, cur))
+        taken = []
+        for inserted, cur in pending:
+            fresh = await inserted.fetchone() is not None
+            taken.append((fresh, await cur.fetchone()))
+            await cur.close()
+        return taken
 
     async def lock_conversation(self, account_id: int, conversation_id: int) -> None:
         await self.conn.execute(
