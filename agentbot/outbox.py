@@ -259,7 +259,15 @@ class Outbox:
                 if len(claims) == 1:
                     await self.deliver(claims[0])
                 else:
-                    await asyncio.gather(*(self.deliver(c) for c in claims))
+                    sent: list[Sent] = []
+                    outcomes = await asyncio.gather(
+                        *(self.deliver(c, sent) for c in claims), return_exceptions=True
+                    )
+                    if sent:
+                        await self._settle_sent(sent)
+                    for outcome in outcomes:
+                        if isinstance(outcome, BaseException):
+                            raise outcome
             except StoreError as exc:
                 log.warning("outbox.database_unavailable", error=str(exc))
                 await self.sleep(self.poll_interval)
@@ -275,7 +283,9 @@ class Outbox:
             await self.deliver(claims[0])
             count += 1
 
-    async def deliver(self, claim: Claim) -> None:
+    async def deliver(self, claim: Claim, sent: list[Sent] | None = None) -> None:
+        """Carry out the claimed row and settle it; with `sent`, a success is added there
+        for the caller to settle together with others (`_settle_sent`)."""
         row = claim.row
         bound = log.bind(
             outbox_id=row.id,
@@ -333,11 +343,34 @@ class Outbox:
                 return
             await self._give_up(claim, action, str(exc))
             return
+        if sent is not None:
+            sent.append(Sent(claim, result, attempt.found))
+            return
         done = await self._settle(claim, lambda: claim.mark_sent(result, wake=row.attempts > 1))
         if done:
             bound.info("outbox.sent", attempts=row.attempts, found=attempt.found)
         else:
             bound.warning("outbox.lease_lost", attempts=row.attempts)
+
+    async def _settle_sent(self, sent: list[Sent]) -> None:
+        """Record several successes in one statement."""
+        wake = any(s.claim.row.attempts > 1 for s in sent)
+        pairs = [(s.claim, s.result) for s in sent]
+        done = await self._settle(
+            sent[0].claim, lambda: self.store.mark_sent_many(pairs, wake=wake)
+        )
+        for s in sent:
+            row = s.claim.row
+            if row.id in done:
+                log.info(
+                    "outbox.sent",
+                    outbox_id=row.id,
+                    conversation_id=row.conversation_id,
+                    attempts=row.attempts,
+                    found=s.found,
+                )
+            else:
+                log.warning("outbox.lease_lost", outbox_id=row.id, attempts=row.attempts)
 
     async def _settle(self, claim: Claim, settle: Callable[[], Awaitable[T]]) -> T:
         """Write an attempt's outcome, trying again while the database is away, for as long as
@@ -479,6 +512,15 @@ class Outbox:
 
 T = TypeVar("T")
 OUTGOING, TEMPLATE = 1, 3  # `message_type` in Chatwoot's REST answers
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """A claim Chatwoot carried out, waiting to be recorded with others."""
+
+    claim: Claim
+    result: dict[str, Any]
+    found: bool
 
 
 @dataclass(slots=True)

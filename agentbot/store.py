@@ -167,6 +167,25 @@ with done as (
 )
 select count(*) from done
 """
+# MARK_SENT for many rows in one statement; the ids of the rows it settled.
+MARK_SENT_MANY = """
+with given as (
+    select * from unnest(%(ids)s::bigint[], %(attempts)s::int[], %(results)s::jsonb[],
+        %(message_ids)s::bigint[]) as t(id, attempts, result, message_id)
+), done as (
+    update workflow_outbox o
+    set status = 'sent', result = given.result, last_error = null, outage = false,
+        attempt_at = null, finished_at = now()
+    from given
+    where o.id = given.id and o.attempts = given.attempts and o.status = 'pending'
+    returning o.id, given.message_id
+), delivered as (
+    update workflow_interactions i set message_id = done.message_id
+    from done where i.outbox_id = done.id and done.message_id is not null
+    returning 1
+)
+select id from done
+"""
 # `unknown`: this attempt's outcome is not known, so the row keeps its attempt_at.
 RESCHEDULE = """
 update workflow_outbox
@@ -693,6 +712,36 @@ class Store:
             raise StoreError(f"database unreachable: {exc}") from exc
         rows.sort(key=lambda r: r.id)
         return [Claim(self, row) for row in rows]
+
+    async def mark_sent_many(
+        self, sent: Sequence[tuple[Claim, Mapping[str, Any]]], *, wake: bool = False
+    ) -> set[int]:
+        """`Claim.mark_sent` for several claims in one statement: the ids it settled."""
+        ids, attempts, results, message_ids = [], [], [], []
+        for claim, result in sent:
+            message_id = result.get("id")
+            ids.append(claim.row.id)
+            attempts.append(claim.row.attempts)
+            results.append(Jsonb(dict(result)))
+            message_ids.append(message_id if isinstance(message_id, int) else None)
+        params = {
+            "ids": ids,
+            "attempts": attempts,
+            "results": results,
+            "message_ids": message_ids,
+        }
+        try:
+            async with self.pool.connection() as conn:
+                cur = await conn.execute(MARK_SENT_MANY, params)
+                done = {int(r[0]) for r in await cur.fetchall()}
+                if done and wake:
+                    await conn.execute(WAKE_WAITING)
+                await conn.commit()
+        except psycopg.Error as exc:
+            raise StoreError(f"database error: {exc}") from exc
+        except TimeoutError as exc:
+            raise StoreError(f"database unreachable: {exc}") from exc
+        return done
 
     async def _execute(self, statement: str, params: Mapping[str, Any]) -> Any:
         """One statement in its own transaction: its first row's first value, or None."""
