@@ -267,7 +267,7 @@ def create_app(
                     base_url=settings.chatwoot_url,
                     timeout=httpx.Timeout(10.0, connect=5.0),
                     # httpcore scans its connections for each request: keep them few.
-                    limits=httpx.Limits(max_connections=32, max_keepalive_connections=32),
+                    limits=httpx.Limits(max_connections=16, max_keepalive_connections=16),
                     transport=chatwoot_transport,
                 )
                 client = ChatwootClient(

@@ -159,6 +159,7 @@ async def fixed_rate(
     sent: dict[int, list[tuple[str, float]]] = {}
     acks: list[float] = []
     failed = 0
+    reasons: dict[str, int] = {}
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
     async with httpx.AsyncClient(timeout=10, limits=limits) as http:
 
@@ -178,11 +179,13 @@ async def fixed_rate(
                         "x-chatwoot-delivery": str(uuid.uuid4()),
                     },
                 )
-            except httpx.HTTPError:
+            except httpx.HTTPError as exc:
                 failed += 1
+                reasons[type(exc).__name__] = reasons.get(type(exc).__name__, 0) + 1
                 return
             if answer.status_code != 200:
                 failed += 1
+                reasons[str(answer.status_code)] = reasons.get(str(answer.status_code), 0) + 1
                 return
             acks.append((time.perf_counter() - started) * 1000)
             sent.setdefault(conv, []).append((text, at))
@@ -196,20 +199,43 @@ async def fixed_rate(
                 await asyncio.sleep(delay)
             tasks.append(asyncio.create_task(one(i)))
         await asyncio.gather(*tasks)
+    if reasons:
+        print(f"  not acknowledged: {reasons}")
     return sent, acks, failed
 
 
+def taken_order(dsn: str) -> dict[int, list[str]]:
+    """Each conversation's messages in the order agentbot took them in (its history)."""
+    order: dict[int, list[str]] = {}
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute(
+            "select conversation_id, content from workflow_interactions"
+            " where direction = 'in' and content is not null order by id"
+        ).fetchall()
+    for conv, content in rows:
+        order.setdefault(int(conv), []).append(str(content))
+    return order
+
+
 def judge(
-    sent: dict[int, list[tuple[str, float]]], records: list[list[Any]]
+    sent: dict[int, list[tuple[str, float]]], records: list[list[Any]], taken: dict[int, list[str]]
 ) -> tuple[list[float], int, int, int]:
-    """Event-to-reply latencies (ms), and replies lost, doubled and out of order."""
+    """Event-to-reply latencies (ms), and replies lost, doubled and out of order.
+
+    A conversation's replies must follow the order agentbot took its messages in (when two
+    messages of one conversation are in flight at once, which goes first is not defined)."""
     replies: dict[int, list[tuple[str, float]]] = {}
     for conv, content, at in records:
         replies.setdefault(int(conv), []).append((str(content), float(at)))
     latencies: list[float] = []
     lost = doubled = disordered = 0
-    for conv, events in sent.items():
-        expected = ["eco " if i == 0 else f"eco {t}" for i, (t, _) in enumerate(events)]
+    for conv, acked in sent.items():
+        at_of = dict(acked)
+        order = taken.get(conv, [])
+        events = [(t, at_of[t]) for t in order if t in at_of]
+        lost += len(acked) - len(events)  # acknowledged, never taken in
+        expected = ["eco " if i == 0 else f"eco {t}" for i, t in enumerate(order)]
+        expected = [e for e, t in zip(expected, order, strict=True) if t in at_of]
         got = [c for c, _ in replies.get(conv, [])]
         seen = set()
         for content in got:
@@ -217,8 +243,8 @@ def judge(
                 doubled += 1
             seen.add(content)
         lost += sum(1 for e in expected if e not in seen)
-        order = [c for c in got if c in expected]
-        deduped = list(dict.fromkeys(order))
+        shown = [c for c in got if c in expected]
+        deduped = list(dict.fromkeys(shown))
         if deduped != [e for e in expected if e in seen]:
             disordered += 1
         arrival = {}
@@ -364,7 +390,7 @@ def main() -> None:
             cpu = cpu_seconds(pids["agentbot"]) - cpu0
             xacts1, size = db_stats(bot_dsn)
             records = httpx.get(f"{fake_url}/_records").json()
-            latencies, lost, doubled, disordered = judge(sent, records)
+            latencies, lost, doubled, disordered = judge(sent, records, taken_order(bot_dsn))
             events = sum(len(v) for v in sent.values())
             rss = peak_rss_mb(pids["agentbot"])
             with psycopg.connect(bot_dsn) as conn:
