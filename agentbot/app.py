@@ -230,7 +230,7 @@ def create_app(
     timer_interval: float = 1.0,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     sync_flows: bool = True,
-    outbox_lease: float = 60.0,
+    outbox_lease: float = 30.0,
 ) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[State]:

@@ -194,9 +194,11 @@ class ChatwootClient:
         headers = {"api_access_token": (token or self.token).reveal()}
         try:
             response = await self.http.request(method, path, json=json, headers=headers)
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             # No connection, so no request: Chatwoot cannot have acted on it.
-            raise ChatwootUnavailable(f"{method} {path} failed: {exc!r}") from exc
+            raise ChatwootUnavailable(f"{method} {path} failed: {exc!r}", unreachable=True) from exc
+        except httpx.PoolTimeout as exc:
+            raise ChatwootUnavailable(f"{method} {path}: no free connection: {exc!r}") from exc
         except httpx.TimeoutException as exc:
             raise ChatwootUnavailable(f"{method} {path} timed out", maybe_done=True) from exc
         except httpx.TransportError as exc:

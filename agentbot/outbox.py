@@ -21,7 +21,7 @@ import httpx
 import structlog
 from tenacity import (
     AsyncRetrying,
-    retry_if_exception_type,
+    retry_if_exception,
     stop_after_attempt,
     stop_after_delay,
     wait_random_exponential,
@@ -176,7 +176,7 @@ class Outbox:
         policy: RetryPolicy | None = None,
         concurrency: int = 4,
         batch: int = 16,
-        lease: float = 60.0,
+        lease: float = 30.0,
         poll_interval: float = 1.0,
         probe_interval: float = 5.0,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -440,7 +440,11 @@ class Outbox:
         policy = self.policy
         row = claim.row
         retrying = AsyncRetrying(
-            retry=retry_if_exception_type(ChatwootUnavailable),
+            # Chatwoot unreachable: the row waits out a backoff outside its lease instead (a
+            # probe notices Chatwoot's return), so a crash meanwhile leaves nothing leased.
+            retry=retry_if_exception(
+                lambda exc: isinstance(exc, ChatwootUnavailable) and not exc.unreachable
+            ),
             stop=stop_after_attempt(policy.in_process_attempts)
             | stop_after_delay(policy.in_process_seconds),
             wait=wait_random_exponential(max=policy.in_process_wait_max),

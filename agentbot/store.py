@@ -690,7 +690,7 @@ class Store:
     # Outbox
 
     async def claim(
-        self, *, probe: bool = False, limit: int = 1, lease: float = 60.0
+        self, *, probe: bool = False, limit: int = 1, lease: float = 30.0
     ) -> list[Claim]:
         """Take up to `limit` due heads of conversations' queues, each for `lease` seconds.
 

@@ -256,6 +256,35 @@ def judge(
     return latencies, lost, doubled, disordered
 
 
+def profile_summary(paths: list[Path], top: int = 30) -> None:
+    """The functions holding most of py-spy's samples (inclusive), from collapsed stacks."""
+    total = 0
+    inclusive: dict[str, int] = {}
+    for path in paths:
+        if not path.exists():
+            continue
+        for line in path.read_text().splitlines():
+            stack, _, count = line.rpartition(" ")
+            if not stack:
+                continue
+            n = int(count)
+            total += n
+            names = {frame.rsplit(":", 1)[0] + ")" for frame in stack.split(";")}
+            for name in names:
+                inclusive[name] = inclusive.get(name, 0) + n
+    if not total:
+        return
+    print(f"  py-spy, {total} samples of agentbot during its flat-out rounds (inclusive):")
+    shown = 0
+    for name, n in sorted(inclusive.items(), key=lambda kv: -kv[1]):
+        if n == total or "importlib" in name or "runpy" in name:
+            continue
+        print(f"    {100 * n / total:5.1f}%  {name}")
+        shown += 1
+        if shown == top:
+            break
+
+
 def mark(ok: bool) -> str:
     return "met" if ok else "MISSED"
 
@@ -373,6 +402,10 @@ def main() -> None:
             for name, (rps, p99, cpu) in med.items():
                 print(f"  median {name:9} {rps:8.0f} ev/s  p99 {p99:6.2f} ms  cpu {cpu:5.0f} us/ev")
             print(f"  ratio agentbot/reference: {ratio:.2f}", flush=True)
+            if args.profile is not None:
+                profile_summary(
+                    [Path(f"{args.profile}.{r}") for r in range(1, args.rounds + 1)], top=40
+                )
 
             print(
                 f"2. fixed {args.rate:.0f} events/s over {args.conversations} conversations "
