@@ -198,6 +198,8 @@ class Outbox:
         self.on_reply = on_reply
         self._wakeup = asyncio.Event()
         self._slots: set[asyncio.Task[None]] = set()
+        self._to_settle: list[tuple[Sent, asyncio.Future[None]]] = []
+        self._settling = False
 
     def wake(self) -> None:
         """New work was committed: look now rather than at the next poll."""
@@ -254,17 +256,14 @@ class Outbox:
                 probe = False
                 if not claims:
                     return
-                if len(self._slots) < self.concurrency:
-                    self._spawn()
+                if len(claims) == self.batch and len(self._slots) < self.concurrency:
+                    self._spawn()  # a full batch: more heads may be due
                 if len(claims) == 1:
                     await self.deliver(claims[0])
                 else:
-                    sent: list[Sent] = []
                     outcomes = await asyncio.gather(
-                        *(self.deliver(c, sent) for c in claims), return_exceptions=True
+                        *(self.deliver(c) for c in claims), return_exceptions=True
                     )
-                    if sent:
-                        await self._settle_sent(sent)
                     for outcome in outcomes:
                         if isinstance(outcome, BaseException):
                             raise outcome
@@ -283,9 +282,8 @@ class Outbox:
             await self.deliver(claims[0])
             count += 1
 
-    async def deliver(self, claim: Claim, sent: list[Sent] | None = None) -> None:
-        """Carry out the claimed row and settle it; with `sent`, a success is added there
-        for the caller to settle together with others (`_settle_sent`)."""
+    async def deliver(self, claim: Claim) -> None:
+        """Carry out the claimed row and settle it (successes together with others')."""
         row = claim.row
         bound = log.bind(
             outbox_id=row.id,
@@ -343,14 +341,41 @@ class Outbox:
                 return
             await self._give_up(claim, action, str(exc))
             return
-        if sent is not None:
-            sent.append(Sent(claim, result, attempt.found))
-            return
-        done = await self._settle(claim, lambda: claim.mark_sent(result, wake=row.attempts > 1))
-        if done:
-            bound.info("outbox.sent", attempts=row.attempts, found=attempt.found)
-        else:
-            bound.warning("outbox.lease_lost", attempts=row.attempts)
+        await self._record_sent(Sent(claim, result, attempt.found))
+
+    async def _record_sent(self, sent: Sent) -> None:
+        """Settle a success with the others that arrive meanwhile: one statement for all the
+        successes since the previous one was written (a group commit of settlements)."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._to_settle.append((sent, done))
+        if not self._settling:
+            await self._flush()
+        await done
+
+    async def _flush(self) -> None:
+        self._settling = True
+        batch: list[tuple[Sent, asyncio.Future[None]]] = []
+        try:
+            while self._to_settle:
+                batch, self._to_settle = self._to_settle, []
+                try:
+                    await self._settle_sent([s for s, _ in batch])
+                except Exception as exc:
+                    for _, done in batch:
+                        done.set_exception(exc)
+                else:
+                    for _, done in batch:
+                        done.set_result(None)
+                    self.wake()  # those conversations' next rows are heads now
+        finally:
+            self._settling = False
+            for _, done in batch:
+                if not done.done():
+                    done.set_exception(StoreError("settling was interrupted"))
+            if self._to_settle:
+                task = asyncio.get_running_loop().create_task(self._flush())
+                self._slots.add(task)
+                task.add_done_callback(self._slot_done)
 
     async def _settle_sent(self, sent: list[Sent]) -> None:
         """Record several successes in one statement."""

@@ -777,23 +777,9 @@ class Claim:
         )
         return None if value is None else int(value)
 
-    async def mark_sent(self, result: Mapping[str, Any], *, wake: bool = False) -> bool:
-        """Record the success; with `wake`, make what waited on an outage due now. False when
-        the attempt was no longer this worker's to settle."""
-        message_id = result.get("id")
-        params = {
-            **self._fence(),
-            "result": Jsonb(dict(result)),
-            "message_id": message_id if isinstance(message_id, int) else None,
-        }
-        done = bool(await self.store._execute(MARK_SENT, params))
-        if done and wake:
-            await self.store._execute(WAKE_WAITING, {})
-        return done
-
     async def mark_sent_in(self, tx: Tx, result: Mapping[str, Any]) -> bool:
-        """`mark_sent` inside the caller's transaction (a webhook's answer steps the flow in
-        the same transaction)."""
+        """Record the success inside the caller's transaction (a webhook's answer steps the
+        flow in the same transaction); False when the attempt was no longer this worker's."""
         message_id = result.get("id")
         params = {
             **self._fence(),

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -38,6 +39,7 @@ from typing import Any
 
 import httpx
 import psycopg
+import psycopg.conninfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -67,6 +69,25 @@ def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     ticks = os.sysconf("SC_CLK_TCK")
     return (int(fields[11]) + int(fields[12])) / ticks
+
+
+def backends(dsn: str) -> dict[int, float]:
+    """CPU seconds so far of each PostgreSQL backend serving this database (by pid)."""
+    import psutil
+
+    name = psycopg.conninfo.conninfo_to_dict(dsn).get("dbname")
+    found: dict[int, float] = {}
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = " ".join(proc.info.get("cmdline") or [])
+        if cmdline.startswith("postgres: ") and f" {name} " in f"{cmdline} ":
+            with contextlib.suppress(psutil.Error):
+                times = proc.cpu_times()
+                found[proc.pid] = times.user + times.system
+    return found
+
+
+def backend_cpu(before: dict[int, float], after: dict[int, float]) -> float:
+    return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -349,6 +370,8 @@ def main() -> None:
             for round_ in range(1, args.rounds + 1):
                 for name, url in (("reference", f"{ref_url}/tx"), ("agentbot", hook)):
                     before = cpu_seconds(pids[name])
+                    dsn = bot_dsn if name == "agentbot" else ref_dsn
+                    pg_before = backends(dsn)
                     httpx.post(f"{fake_url}/_reset")
                     spy = None
                     if args.profile is not None and name == "agentbot":
@@ -384,10 +407,12 @@ def main() -> None:
                             f"  backlog delivered {waited:4.1f} s after"
                         )
                     per_event = cpu / (rps * args.seconds) * 1e6
+                    pg = backend_cpu(pg_before, backends(dsn)) / (rps * args.seconds) * 1e6
                     flat[name].append((rps, lat, per_event))
                     print(
                         f"  round {round_} {name:9} {rps:8.0f} ev/s  p50 {lat['p50']:6.2f} ms"
-                        f"  p99 {lat['p99']:6.2f} ms  cpu {per_event:5.0f} us/ev{extra}",
+                        f"  p99 {lat['p99']:6.2f} ms  cpu {per_event:5.0f} us/ev"
+                        f"  postgres {pg:4.0f} us/ev{extra}",
                         flush=True,
                     )
             med = {
@@ -415,12 +440,14 @@ def main() -> None:
             httpx.post(f"{fake_url}/_reset")
             xacts0, _ = db_stats(bot_dsn)
             cpu0 = cpu_seconds(pids["agentbot"])
+            pg0 = backends(bot_dsn)
             sent, acks, failed = asyncio.run(
                 fixed_rate(hook, args.rate, args.conversations, args.duration)
             )
             drain(bot_dsn)
             time.sleep(1.0)
             cpu = cpu_seconds(pids["agentbot"]) - cpu0
+            pg_cpu = backend_cpu(pg0, backends(bot_dsn))
             xacts1, size = db_stats(bot_dsn)
             records = httpx.get(f"{fake_url}/_records").json()
             latencies, lost, doubled, disordered = judge(sent, records, taken_order(bot_dsn))
@@ -428,6 +455,10 @@ def main() -> None:
             rss = peak_rss_mb(pids["agentbot"])
             with psycopg.connect(bot_dsn) as conn:
                 row = conn.execute("select count(*) from workflow_events").fetchone()
+                scans = conn.execute(
+                    "select relname, seq_scan, seq_tup_read, idx_scan, n_tup_ins, n_tup_upd"
+                    " from pg_stat_user_tables where relname like 'workflow_%' order by relname"
+                ).fetchall()
             stored_events = int(row[0]) if row else 1
             print(f"  events acknowledged {events}, not acknowledged {failed}")
             print(f"  ack      p50 {pct(acks, 50):6.2f} ms  p99 {pct(acks, 99):6.2f} ms")
@@ -438,9 +469,14 @@ def main() -> None:
             print(
                 f"  agentbot cpu {cpu / max(events, 1) * 1e6:5.0f} us/event all in"
                 f" ({cpu / args.duration * 100:4.1f} % of a core);"
+                f" its PostgreSQL backends {pg_cpu / max(events, 1) * 1e6:4.0f} us/event;"
                 f" {(xacts1 - xacts0) / max(events, 1):.2f} transactions/event;"
                 f" {size / max(stored_events, 1):.0f} bytes stored/event (tables + indexes)"
             )
+            print("  tables over the whole run: seq scans, rows read by them, index scans,")
+            print("  rows inserted, rows updated")
+            for name, seq, seq_rows, idx, ins, upd in scans:
+                print(f"    {name:24} {seq:7} {seq_rows:10} {idx or 0:9} {ins:8} {upd:8}")
             print(f"3. agentbot peak RSS {rss:.0f} MB")
     shutil.rmtree(work, ignore_errors=True)
     ack_p99, reply_p99 = pct(acks, 99), pct(latencies, 99)

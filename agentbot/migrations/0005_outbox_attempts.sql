@@ -6,3 +6,8 @@
 -- database went away before the outcome was written, or Chatwoot's answer was lost); null when
 -- every attempt's outcome is known. The next attempt first asks Chatwoot whether it acted.
 alter table workflow_outbox add column attempt_at timestamptz;
+
+-- Settling a row records Chatwoot's message id on the history row that names it: without this
+-- index that update read the whole history once per reply.
+create index workflow_interactions_outbox on workflow_interactions (outbox_id)
+    where outbox_id is not null;
