@@ -267,6 +267,13 @@ class Outbox:
                     for outcome in outcomes:
                         if isinstance(outcome, BaseException):
                             raise outcome
+                # Claim again only when more is likely due: a full batch, a row with another
+                # behind it in its conversation, or a retry that went through (an outage
+                # ended, and what waited on it is due now). New work wakes the outbox anyway.
+                if len(claims) < self.batch and not any(
+                    c.row.has_next or c.row.attempts > 1 for c in claims
+                ):
+                    return
             except StoreError as exc:
                 log.warning("outbox.database_unavailable", error=str(exc))
                 await self.sleep(self.poll_interval)
@@ -366,7 +373,6 @@ class Outbox:
                 else:
                     for _, done in batch:
                         done.set_result(None)
-                    self.wake()  # those conversations' next rows are heads now
         finally:
             self._settling = False
             for _, done in batch:

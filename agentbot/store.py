@@ -127,7 +127,12 @@ set attempts = o.attempts + 1, outage = false,
 from heads h
 where o.id = h.id
 returning o.id, o.account_id, o.conversation_id, o.session_id, o.channel, o.action, o.attempts,
-    o.created_at, h.attempt_at as unsure_since
+    o.created_at, h.attempt_at as unsure_since,
+    exists (
+        select 1 from workflow_outbox n
+        where n.status = 'pending' and n.account_id = o.account_id
+          and n.conversation_id = o.conversation_id and n.id > o.id
+    ) as has_next
 """
 CLAIM_OUTBOX = (
     "with heads as ("
@@ -308,6 +313,8 @@ class OutboxRow:
     created_at: datetime
     # When an earlier attempt of unknown outcome began: Chatwoot may have acted on it already.
     unsure_since: datetime | None = None
+    # Whether the conversation has another row waiting behind this one (claimed rows only).
+    has_next: bool = False
 
 
 @dataclass(frozen=True, slots=True)
