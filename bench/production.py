@@ -170,55 +170,60 @@ def event(conv: int, message_id: int, text: str) -> bytes:
 
 
 async def fixed_rate(
-    url: str, rate: float, conversations: int, duration: float
+    url: str, rate: float, conversations: int, duration: float, workers: int = 32
 ) -> tuple[dict[int, list[tuple[str, float]]], list[float], int]:
     """Send `rate` events/s round-robin over `conversations` for `duration` s (open loop).
 
-    Returns, per conversation, the acknowledged (text, sent-at epoch) in order; the
-    acknowledgement latencies (ms); the number of events not acknowledged."""
+    Each event has its time in the schedule; `workers` keep-alive connections send them as they
+    fall due, and latencies count from the scheduled time, so a service that falls behind is
+    charged for the wait (no coordinated omission), and the generator never queues requests in
+    its HTTP client. Returns, per conversation, the acknowledged (text, scheduled epoch) in
+    order; the acknowledgement latencies (ms); the number of events not acknowledged."""
     base = 1_000_000
     sent: dict[int, list[tuple[str, float]]] = {}
     acks: list[float] = []
     failed = 0
     reasons: dict[str, int] = {}
-    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
-    async with httpx.AsyncClient(timeout=10, limits=limits) as http:
+    due: asyncio.Queue[tuple[int, float, float] | None] = asyncio.Queue()
+    limits = httpx.Limits(max_connections=workers, max_keepalive_connections=workers)
+    async with httpx.AsyncClient(timeout=30, limits=limits) as http:
 
-        async def one(i: int) -> None:
+        async def worker() -> None:
             nonlocal failed
-            conv = base + i % conversations
-            text = f"e{i}"
-            body = event(conv, base + i, text)
-            at = time.time()
-            started = time.perf_counter()
-            try:
-                answer = await http.post(
-                    url,
-                    content=body,
-                    headers={
-                        "content-type": "application/json",
-                        "x-chatwoot-delivery": str(uuid.uuid4()),
-                    },
-                )
-            except httpx.HTTPError as exc:
-                failed += 1
-                reasons[type(exc).__name__] = reasons.get(type(exc).__name__, 0) + 1
-                return
-            if answer.status_code != 200:
-                failed += 1
-                reasons[str(answer.status_code)] = reasons.get(str(answer.status_code), 0) + 1
-                return
-            acks.append((time.perf_counter() - started) * 1000)
-            sent.setdefault(conv, []).append((text, at))
+            while (item := await due.get()) is not None:
+                i, scheduled, epoch = item
+                conv = base + i % conversations
+                text = f"e{i}"
+                try:
+                    answer = await http.post(
+                        url,
+                        content=event(conv, base + i, text),
+                        headers={
+                            "content-type": "application/json",
+                            "x-chatwoot-delivery": str(uuid.uuid4()),
+                        },
+                    )
+                except httpx.HTTPError as exc:
+                    failed += 1
+                    reasons[type(exc).__name__] = reasons.get(type(exc).__name__, 0) + 1
+                    continue
+                if answer.status_code != 200:
+                    failed += 1
+                    reasons[str(answer.status_code)] = reasons.get(str(answer.status_code), 0) + 1
+                    continue
+                acks.append((time.perf_counter() - scheduled) * 1000)
+                sent.setdefault(conv, []).append((text, epoch))
 
-        tasks = []
+        tasks = [asyncio.create_task(worker()) for _ in range(workers)]
         total = int(rate * duration)
-        start = time.perf_counter()
+        start, start_epoch = time.perf_counter(), time.time()
         for i in range(total):
             delay = start + i / rate - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(i)))
+            due.put_nowait((i, start + i / rate, start_epoch + i / rate))
+        for _ in tasks:
+            due.put_nowait(None)
         await asyncio.gather(*tasks)
     if reasons:
         print(f"  not acknowledged: {reasons}")
