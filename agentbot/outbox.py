@@ -1,7 +1,8 @@
 """The outbox worker: carries out the actions the engine decided, in order per conversation.
 
 Two layers of retry. Inside one attempt, tenacity retries a call Chatwoot did not answer (a
-timeout, a 5xx, a 429) a few times within seconds. Across attempts, the row's `attempts` and
+timeout, a 5xx, a 429) a few times within seconds; a Chatwoot that cannot be reached at all is
+left to the next attempt. Across attempts, the row's `attempts` and
 `next_attempt_at` come from the pure `RetryPolicy.next_delay`, so a restart or an outage only
 delays a reply. A 4xx other than 429 is final: the row is dead-lettered with Chatwoot's answer
 and the conversation handed off, since the customer would otherwise wait for a bot that failed.
