@@ -12,6 +12,8 @@ import contextlib
 import hashlib
 import hmac
 import re
+import time
+import weakref
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -20,6 +22,7 @@ from typing import Any, TypedDict, cast
 
 import httpx
 import structlog
+from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -103,6 +106,29 @@ class WebhookAuth:
         if not hmac.compare_digest(b"sha256=" + digest.encode(), signature.encode("latin-1")):
             return "X-Chatwoot-Signature does not match CHATWOOT_WEBHOOK_SECRET"
         return None
+
+
+class Freshness:
+    """The pool's check before lending a connection, skipped for one used a moment ago.
+
+    Checking costs a round trip; it is worth it after a connection sat idle (the server may
+    have restarted meanwhile), not between the back-to-back uses of a busy pool. A connection
+    cut in that moment fails its statement, which is answered as the database being away.
+    """
+
+    def __init__(self, idle: float = 1.0) -> None:
+        self.idle = idle
+        self.used: weakref.WeakKeyDictionary[AsyncConnection[Any], float] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    async def check(self, conn: AsyncConnection[Any]) -> None:
+        last = self.used.get(conn)
+        if last is None or time.monotonic() - last >= self.idle:
+            await AsyncConnectionPool.check_connection(conn)
+
+    async def reset(self, conn: AsyncConnection[Any]) -> None:
+        self.used[conn] = time.monotonic()
 
 
 def _state(request: Request) -> State:
@@ -262,16 +288,21 @@ def create_app(
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     sync_flows: bool = True,
     body_deadline: float = bodies.READ_DEADLINE,
+    outbox_lease: float = 30.0,
 ) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[State]:
+        # Autocommit: a lone statement is one round trip; transactions are explicit.
+        freshness = Freshness()
         pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
             dsn,
             min_size=2,
             max_size=16,
             open=False,
             timeout=POOL_TIMEOUT,
-            check=AsyncConnectionPool.check_connection,
+            check=freshness.check,
+            reset=freshness.reset,
+            kwargs={"autocommit": True},
             name="agentbot",
         )
         await pool.open(wait=True, timeout=30)
@@ -295,6 +326,8 @@ def create_app(
                 http = httpx.AsyncClient(
                     base_url=settings.chatwoot_url,
                     timeout=httpx.Timeout(10.0, connect=5.0),
+                    # httpcore scans its connections for each request: keep them few.
+                    limits=httpx.Limits(max_connections=16, max_keepalive_connections=16),
                     transport=chatwoot_transport,
                 )
                 client = ChatwootClient(
@@ -314,6 +347,7 @@ def create_app(
                 client,
                 policy=policy,
                 poll_interval=poll_interval,
+                lease=outbox_lease,
                 clock=clock,
                 webhooks=webhooks,
                 on_reply=lambda tx, row, reply: service.resume(

@@ -17,6 +17,8 @@ from agentbot import channels
 from agentbot.config import Secret
 from agentbot.errors import ChatwootRejected, ChatwootUnavailable
 
+ACTIVITY = 2  # `message_type` of an activity message in Chatwoot's REST answers
+
 
 class ChatwootClient:
     """`token` is the Agent Bot's; `user_token`, when given, stands in where Chatwoot refuses
@@ -77,6 +79,24 @@ class ChatwootClient:
     async def conversation(self, account_id: int, conversation_id: int) -> dict[str, Any]:
         """The conversation as Chatwoot shows it (a bot may read it from 4.14.2 on)."""
         return await self._bot_or_user_request("GET", _conv(account_id, conversation_id))
+
+    async def last_message(self, account_id: int, conversation_id: int) -> dict[str, Any] | None:
+        """The conversation's newest message that is not an activity, as Chatwoot shows it.
+
+        `GET conversations/{id}` carries it in `last_non_activity_message`; its `messages`
+        holds the newest message of any kind, used when the other key is absent. A bot token may
+        read a conversation from Chatwoot 4.14.2 on; before that only a user token may.
+        """
+        data = await self.conversation(account_id, conversation_id)
+        last = data.get("last_non_activity_message")
+        if isinstance(last, dict):
+            return last
+        messages = data.get("messages")
+        if isinstance(messages, list) and messages and isinstance(messages[-1], dict):
+            newest: dict[str, Any] = messages[-1]
+            if newest.get("message_type") != ACTIVITY:
+                return newest
+        return None
 
     async def conversation_attributes(
         self, account_id: int, conversation_id: int
@@ -205,15 +225,21 @@ class ChatwootClient:
         headers = {"api_access_token": (token or self.token).reveal()}
         try:
             response = await self.http.request(method, path, json=json, headers=headers)
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            # No connection, so no request: Chatwoot cannot have acted on it.
+            raise ChatwootUnavailable(f"{method} {path} failed: {exc!r}", unreachable=True) from exc
+        except httpx.PoolTimeout as exc:
+            raise ChatwootUnavailable(f"{method} {path}: no free connection: {exc!r}") from exc
         except httpx.TimeoutException as exc:
-            raise ChatwootUnavailable(f"{method} {path} timed out") from exc
+            raise ChatwootUnavailable(f"{method} {path} timed out", maybe_done=True) from exc
         except httpx.TransportError as exc:
-            raise ChatwootUnavailable(f"{method} {path} failed: {exc!r}") from exc
+            raise ChatwootUnavailable(f"{method} {path} failed: {exc!r}", maybe_done=True) from exc
         status = response.status_code
         if status == 429 or status >= 500:
             raise ChatwootUnavailable(
                 f"Chatwoot answered {status} to {method} {path}",
                 retry_after=_retry_after(response.headers.get("retry-after")),
+                maybe_done=status not in (429, 503),
             )
         if status >= 400:
             raise ChatwootRejected(status, response.text, method=method, path=path)

@@ -39,11 +39,26 @@ class ChatwootError(AgentbotError):
 
 
 class ChatwootUnavailable(ChatwootError):
-    """Chatwoot did not answer usefully (connection error, timeout, 5xx, 429): retry later."""
+    """Chatwoot did not answer usefully (connection error, timeout, 5xx, 429): retry later.
 
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+    `maybe_done` is True when Chatwoot may have acted all the same (the request reached it and
+    the answer was lost: a read timeout, a cut connection, a 500 or a gateway's 502/504); False
+    when it cannot have (no connection was made, or a 429 or 503 turned the request away).
+    `unreachable` is True when no connection could be made at all.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        maybe_done: bool = False,
+        unreachable: bool = False,
+    ) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.maybe_done = maybe_done
+        self.unreachable = unreachable  # no connection could be made: Chatwoot is away
 
 
 class ChatwootRejected(ChatwootError):

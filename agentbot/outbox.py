@@ -1,7 +1,8 @@
 """The outbox worker: carries out the actions the engine decided, in order per conversation.
 
 Two layers of retry. Inside one attempt, tenacity retries a call Chatwoot did not answer (a
-timeout, a 5xx, a 429) a few times within seconds. Across attempts, the row's `attempts` and
+timeout, a 5xx, a 429) a few times within seconds; a Chatwoot that cannot be reached at all is
+left to the next attempt. Across attempts, the row's `attempts` and
 `next_attempt_at` come from the pure `RetryPolicy.next_delay`, so a restart or an outage only
 delays a reply. A 4xx other than 429 is final: the row is dead-lettered with Chatwoot's answer
 and the conversation handed off, since the customer would otherwise wait for a bot that failed.
@@ -15,14 +16,14 @@ import json
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, assert_never
+from functools import partial
+from typing import Any, TypeVar, assert_never
 
 import httpx
-import psycopg
 import structlog
 from tenacity import (
     AsyncRetrying,
-    retry_if_exception_type,
+    retry_if_exception,
     stop_after_attempt,
     stop_after_delay,
     wait_random_exponential,
@@ -168,13 +169,25 @@ def _opt_int(value: object) -> int | None:
 
 
 class Outbox:
+    """Delivers the outbox: claims heads of conversations' queues in batches, one short
+    transaction per claim and per settlement, never one held across a call to Chatwoot.
+
+    An attempt is recorded (counted and leased) before Chatwoot is called. When its outcome is
+    unknown (the worker died, the database went away before the outcome was written, or
+    Chatwoot's answer was lost), the next attempt of a message first reads the conversation's
+    newest message from Chatwoot and takes a match as the delivery; docs/guarantees.md says
+    what that check can and cannot see.
+    """
+
     def __init__(
         self,
         store: Store,
         client: ChatwootClient | None,
         *,
         policy: RetryPolicy | None = None,
-        concurrency: int = 8,
+        concurrency: int = 4,
+        batch: int = 16,
+        lease: float = 30.0,
         poll_interval: float = 1.0,
         probe_interval: float = 5.0,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -187,6 +200,8 @@ class Outbox:
         self.client = client
         self.policy = policy or RetryPolicy()
         self.concurrency = concurrency
+        self.batch = batch
+        self.lease = lease
         self.poll_interval = poll_interval
         self.probe_interval = probe_interval
         self.sleep = sleep
@@ -196,6 +211,8 @@ class Outbox:
         self.on_sent = on_sent  # seconds from the row's creation to Chatwoot accepting it
         self._wakeup = asyncio.Event()
         self._slots: set[asyncio.Task[None]] = set()
+        self._to_settle: list[tuple[Sent, asyncio.Future[None]]] = []
+        self._settling = False
 
     def wake(self) -> None:
         """New work was committed: look now rather than at the next poll."""
@@ -238,20 +255,38 @@ class Outbox:
             log.error("outbox.slot_failed", error=repr(task.exception()))
 
     async def _slot(self, *, probe: bool = False) -> None:
-        """Deliver heads of conversations' queues one after the other until none is due.
+        """Claim a batch of heads (each of another conversation), deliver them side by side,
+        and again, until none is due.
 
         A slot that finds work starts another one, up to `concurrency`, so a slow conversation
         never holds up the others and an idle outbox costs one query per poll.
         """
         while True:
             try:
-                async with self.store.claim(probe=probe) as claim:
-                    probe = False
-                    if claim is None:
-                        return
-                    if len(self._slots) < self.concurrency:
-                        self._spawn()
-                    await self.deliver(claim)
+                claims = await self.store.claim(
+                    probe=probe, limit=1 if probe else self.batch, lease=self.lease
+                )
+                probe = False
+                if not claims:
+                    return
+                if len(claims) == self.batch and len(self._slots) < self.concurrency:
+                    self._spawn()  # a full batch: more heads may be due
+                if len(claims) == 1:
+                    await self.deliver(claims[0])
+                else:
+                    outcomes = await asyncio.gather(
+                        *(self.deliver(c) for c in claims), return_exceptions=True
+                    )
+                    for outcome in outcomes:
+                        if isinstance(outcome, BaseException):
+                            raise outcome
+                # Claim again only when more is likely due: a full batch, a row with another
+                # behind it in its conversation, or a retry that went through (an outage
+                # ended, and what waited on it is due now). New work wakes the outbox anyway.
+                if len(claims) < self.batch and not any(
+                    c.row.has_next or c.row.attempts > 1 for c in claims
+                ):
+                    return
             except StoreError as exc:
                 log.warning("outbox.database_unavailable", error=str(exc))
                 await self.sleep(self.poll_interval)
@@ -261,13 +296,14 @@ class Outbox:
         """Deliver every row due now, one at a time (used by tests and `agentbot` tooling)."""
         count = 0
         while True:
-            async with self.store.claim() as claim:
-                if claim is None:
-                    return count
-                await self.deliver(claim)
-                count += 1
+            claims = await self.store.claim(lease=self.lease)
+            if not claims:
+                return count
+            await self.deliver(claims[0])
+            count += 1
 
     async def deliver(self, claim: Claim) -> None:
+        """Carry out the claimed row and settle it (successes together with others')."""
         row = claim.row
         bound = log.bind(
             outbox_id=row.id,
@@ -280,38 +316,39 @@ class Outbox:
         except (KeyError, TypeError, ValueError) as exc:
             error = f"unreadable outbox action: {exc!r}"
             bound.error("outbox.dead", error=error)
-            await claim.give_up(error=error, handoff=None)
+            await self._settle(claim, lambda: claim.give_up(error=error, handoff=None))
             return
         try:
-            # A savepoint: whatever fails inside leaves the claim's transaction usable, so the
-            # failure is recorded and the row never rolls back to pending to spin at once.
-            async with claim.tx.conn.transaction():
-                await self._attempt(claim, action)
-        except (psycopg.OperationalError, psycopg.InterfaceError):
-            raise  # the database went away: an outage (the claim rolls back), not this row
+            await self._attempt(claim, action)
+        except StoreError:
+            # The database went away while settling: an outage, not this row. The lease runs
+            # out and the row is taken again (its outcome asked of Chatwoot when unsure).
+            raise
         except Exception as exc:
+            # Anything else (a header httpx cannot encode, a URL it cannot parse, a bug) is a
+            # failed attempt with backoff: the row never spins, and is given up after a few.
             await self._unexpected(claim, action, exc)
 
     async def _unexpected(self, claim: Claim, action: Action, exc: Exception) -> None:
-        """A failed attempt with backoff; after `unexpected_attempts`, dead and handed off."""
+        """A failed attempt with backoff; after `unexpected_attempts`, dead and handed off.
+        The claim already counted this attempt in `row.attempts`."""
         row = claim.row
         error = clean_text(f"unexpected error: {exc!r}"[:1000])
-        attempts = row.attempts + 1
-        if attempts >= self.policy.unexpected_attempts:
-            await self._give_up(claim, action, f"gave up after {attempts} attempts: {error}")
+        if row.attempts >= self.policy.unexpected_attempts:
+            await self._give_up(claim, action, f"gave up after {row.attempts} attempts: {error}")
             return
         age = (self.clock() - row.created_at).total_seconds()
-        delay = self.policy.next_delay(attempts, age) or self.policy.first_delay
+        delay = self.policy.next_delay(row.attempts, age) or self.policy.first_delay
         log.warning(
             "outbox.failed_attempt",
             outbox_id=row.id,
             conversation_id=row.conversation_id,
             action=row.action.get("type"),
             error=error,
-            attempts=attempts,
+            attempts=row.attempts,
             delay=delay,
         )
-        await claim.reschedule(delay=delay, error=error)
+        await self._settle(claim, partial(claim.reschedule, delay=delay, error=error))
 
     async def _attempt(self, claim: Claim, action: Action) -> None:
         row = claim.row
@@ -325,37 +362,126 @@ class Outbox:
             await self._call_webhook(claim, action)
             return
         assert self.client is not None
+        attempt = _Attempt(unsure=row.unsure_since is not None and _creates_message(action))
         try:
-            result = await self._with_retries(self.client, row, action)
-        except ChatwootUnavailable as exc:
+            # Well inside the lease, so no other worker takes the row while this one still may
+            # reach Chatwoot.
+            async with asyncio.timeout(self.lease * 0.5):
+                result = await self._with_retries(self.client, claim, action, attempt)
+        except (ChatwootUnavailable, TimeoutError) as exc:
+            if isinstance(exc, TimeoutError):
+                exc = ChatwootUnavailable(
+                    f"no answer from Chatwoot within {self.lease * 0.5:.0f} s", maybe_done=True
+                )
+                attempt.unsure = attempt.unsure or _creates_message(action)
             age = (self.clock() - row.created_at).total_seconds()
-            delay = self.policy.next_delay(row.attempts + 1, age, exc.retry_after)
+            delay = self.policy.next_delay(row.attempts, age, exc.retry_after)
             if delay is not None:
-                bound.info("outbox.retry", error=str(exc), attempts=row.attempts + 1, delay=delay)
+                bound.info("outbox.retry", error=str(exc), attempts=row.attempts, delay=delay)
                 outage = exc.retry_after is None
-                await claim.reschedule(delay=delay, error=str(exc), outage=outage)
+                retry = partial(
+                    claim.reschedule,
+                    delay=delay,
+                    error=str(exc),
+                    outage=outage,
+                    unknown=attempt.unsure,
+                )
+                await self._settle(claim, retry)
                 return
-            await self._give_up(claim, action, f"gave up after {row.attempts + 1} attempts: {exc}")
+            await self._give_up(claim, action, f"gave up after {row.attempts} attempts: {exc}")
             return
         except ChatwootRejected as exc:
             if exc.status_code == 422 and "too many messages" in exc.body.lower():
                 # Chatwoot's flood guard (200 messages a minute in one conversation): wait for
                 # this conversation only; the others go on.
                 delay = self.policy.flood_delay
-                bound.warning("outbox.flood_guard", delay=delay, attempts=row.attempts + 1)
-                await claim.reschedule(delay=delay, error=str(exc))
+                bound.warning("outbox.flood_guard", delay=delay, attempts=row.attempts)
+                later = partial(claim.reschedule, delay=delay, error=str(exc))
+                await self._settle(claim, later)
                 return
             await self._give_up(claim, action, str(exc))
             return
-        await claim.mark_sent(result)
-        bound.info("outbox.sent", attempts=row.attempts + 1)
-        if self.on_sent is not None:
-            self.on_sent((self.clock() - row.created_at).total_seconds())
+        await self._record_sent(Sent(claim, result, attempt.found))
+
+    async def _record_sent(self, sent: Sent) -> None:
+        """Settle a success with the others that arrive meanwhile: one statement for all the
+        successes since the previous one was written (a group commit of settlements)."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._to_settle.append((sent, done))
+        if not self._settling:
+            await self._flush()
+        await done
+
+    async def _flush(self) -> None:
+        self._settling = True
+        batch: list[tuple[Sent, asyncio.Future[None]]] = []
+        try:
+            while self._to_settle:
+                batch, self._to_settle = self._to_settle, []
+                try:
+                    await self._settle_sent([s for s, _ in batch])
+                except Exception as exc:
+                    for _, done in batch:
+                        done.set_exception(exc)
+                else:
+                    for _, done in batch:
+                        done.set_result(None)
+        finally:
+            self._settling = False
+            for _, done in batch:
+                if not done.done():
+                    done.set_exception(StoreError("settling was interrupted"))
+            if self._to_settle:
+                task = asyncio.get_running_loop().create_task(self._flush())
+                self._slots.add(task)
+                task.add_done_callback(self._slot_done)
+
+    async def _settle_sent(self, sent: list[Sent]) -> None:
+        """Record several successes in one statement."""
+        wake = any(s.claim.row.attempts > 1 for s in sent)
+        pairs = [(s.claim, s.result) for s in sent]
+        done = await self._settle(
+            sent[0].claim, lambda: self.store.mark_sent_many(pairs, wake=wake)
+        )
+        for s in sent:
+            row = s.claim.row
+            if row.id in done:
+                log.info(
+                    "outbox.sent",
+                    outbox_id=row.id,
+                    conversation_id=row.conversation_id,
+                    attempts=row.attempts,
+                    found=s.found,
+                )
+                if self.on_sent is not None:
+                    self.on_sent((self.clock() - row.created_at).total_seconds())
+            else:
+                log.warning("outbox.lease_lost", outbox_id=row.id, attempts=row.attempts)
+
+    async def _settle(self, claim: Claim, settle: Callable[[], Awaitable[T]]) -> T:
+        """Write an attempt's outcome, trying again while the database is away, for as long as
+        the attempt's lease lasts; after that the row is taken again and its outcome is asked
+        of Chatwoot."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.lease * 0.4
+        while True:
+            try:
+                return await settle()
+            except StoreError as exc:
+                if loop.time() >= deadline:
+                    raise
+                log.warning("outbox.settle_retry", outbox_id=claim.row.id, error=str(exc))
+                await self.sleep(min(1.0, self.poll_interval))
 
     async def _call_webhook(self, claim: Claim, call: CallWebhook) -> None:
-        """Call the flow's external webhook; its answer steps the flow in this transaction."""
+        """Call the flow's external webhook; its answer steps the flow in the transaction that
+        records the call as done."""
         assert self.webhooks is not None, "create the Outbox with webhooks= to call webhooks"
         assert self.on_reply is not None, "create the Outbox with on_reply= to call webhooks"
+        on_reply = self.on_reply
+        longest = call.timeout * (WEBHOOK_RETRIES + 1) + 10.0  # the tries and their pauses
+        if longest > self.lease * 0.5:
+            await claim.extend_lease(longest * 2)
         reply = await call_webhook(self.webhooks, call, sleep=self.sleep)
         log.info(
             "webhook_call.done",
@@ -365,8 +491,16 @@ class Outbox:
             status=reply.status,
             error=reply.error,
         )
-        await self.on_reply(claim.tx, claim.row, reply)
-        await claim.mark_sent({"ok": reply.ok, "status": reply.status, "error": reply.error})
+        outcome = {"ok": reply.ok, "status": reply.status, "error": reply.error}
+
+        async def settle() -> bool:
+            async with self.store.transaction() as tx:
+                if not await claim.mark_sent_in(tx, outcome):
+                    return False
+                await on_reply(tx, claim.row, reply)
+                return True
+
+        await self._settle(claim, settle)
         self.wake()
 
     async def _give_up(self, claim: Claim, action: Action, error: str) -> None:
@@ -375,7 +509,7 @@ class Outbox:
             handoff = encode(
                 Handoff(f"delivery failed: {error[:200]}", getattr(action, "block", ""))
             )
-        cancelled = await claim.give_up(error=error, handoff=handoff)
+        cancelled = await self._settle(claim, lambda: claim.give_up(error=error, handoff=handoff))
         log.error(
             "outbox.dead",
             outbox_id=claim.row.id,
@@ -386,31 +520,132 @@ class Outbox:
             cancelled=len(cancelled),
             handed_off=handoff is not None,
         )
+        if handoff is not None:
+            self.wake()
 
     async def _with_retries(
-        self, client: ChatwootClient, row: OutboxRow, action: Action
+        self, client: ChatwootClient, claim: Claim, action: Action, attempt: _Attempt
     ) -> dict[str, Any]:
         policy = self.policy
+        row = claim.row
         retrying = AsyncRetrying(
-            retry=retry_if_exception_type(ChatwootUnavailable),
+            # Chatwoot unreachable: the row waits out a backoff outside its lease instead (a
+            # probe notices Chatwoot's return), so a crash meanwhile leaves nothing leased.
+            retry=retry_if_exception(
+                lambda exc: isinstance(exc, ChatwootUnavailable) and not exc.unreachable
+            ),
             stop=stop_after_attempt(policy.in_process_attempts)
             | stop_after_delay(policy.in_process_seconds),
             wait=wait_random_exponential(max=policy.in_process_wait_max),
             sleep=self.sleep,
             reraise=True,
         )
-        async for attempt in retrying:
-            with attempt:
-                return await carry_out(
-                    client,
-                    row.account_id,
-                    row.conversation_id,
-                    action,
-                    row.channel,
-                    _opt_int(row.action.get("contact_id")),
-                    row.action.get("template_params"),
-                )
+        async for try_ in retrying:
+            with try_:
+                if attempt.unsure:
+                    found = await self._already_sent(client, claim, action)
+                    attempt.unsure = False
+                    if found is not None:
+                        attempt.found = True
+                        return found
+                try:
+                    return await carry_out(
+                        client,
+                        row.account_id,
+                        row.conversation_id,
+                        action,
+                        row.channel,
+                        _opt_int(row.action.get("contact_id")),
+                        row.action.get("template_params"),
+                    )
+                except ChatwootUnavailable as exc:
+                    attempt.unsure = exc.maybe_done and _creates_message(action)
+                    raise
         raise AssertionError("unreachable: tenacity reraises the last error")
+
+    async def _already_sent(
+        self, client: ChatwootClient, claim: Claim, action: Action
+    ) -> dict[str, Any] | None:
+        """After an attempt of unknown outcome: the message Chatwoot shows as this action's,
+        or None to send it (again). Chatwoot's create-message call has no idempotency key, so
+        the conversation's newest message is the only record to go by: it is this action's
+        when it is the bot's outgoing message with this content and newer than any message the
+        bot is known to have sent there."""
+        row = claim.row
+        try:
+            last = await client.last_message(row.account_id, row.conversation_id)
+        except ChatwootRejected as exc:
+            log.warning(
+                "outbox.outcome_unknown",
+                outbox_id=row.id,
+                conversation_id=row.conversation_id,
+                reason=f"cannot read the conversation: {exc}",
+                message="sending again: the customer may see this message twice",
+            )
+            return None
+        if last is None:
+            return None
+        known = await claim.last_known_message()
+        newest = last.get("id")
+        matches = (
+            isinstance(newest, int)
+            and (known is None or newest > known)
+            and last.get("message_type") in (OUTGOING, TEMPLATE)
+            and _same_text(last.get("content"), _last_content(action, row.channel))
+        )
+        log.info(
+            "outbox.outcome_checked",
+            outbox_id=row.id,
+            conversation_id=row.conversation_id,
+            delivered=matches,
+            message_id=newest,
+        )
+        return dict(last) if matches else None
+
+
+T = TypeVar("T")
+OUTGOING, TEMPLATE = 1, 3  # `message_type` in Chatwoot's REST answers
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """A claim Chatwoot carried out, waiting to be recorded with others."""
+
+    claim: Claim
+    result: dict[str, Any]
+    found: bool
+
+
+@dataclass(slots=True)
+class _Attempt:
+    """What one delivery attempt knows: whether Chatwoot may already have acted on this row,
+    and whether the check found that it had."""
+
+    unsure: bool
+    found: bool = False
+
+
+def _creates_message(action: Action) -> bool:
+    """Repeating these would show the customer (or the agents) a message twice; the other
+    actions are idempotent in Chatwoot (labels merged, status, assignment, attributes)."""
+    return isinstance(action, SendText | SendOptions | PrivateNote)
+
+
+def _last_content(action: Action, channel: str | None) -> str | None:
+    """The content of the last message `carry_out` creates for this action."""
+    match action:
+        case SendText(text=text) | PrivateNote(text=text):
+            return str(channels.text_body(text).get("content"))
+        case SendOptions(text=text, options=options):
+            pairs = [(o.title, o.value) for o in options]
+            bodies = list(channels.messages(channel, text, pairs))
+            return str(bodies[-1].get("content")) if bodies else None
+        case _:
+            return None
+
+
+def _same_text(shown: object, sent: str | None) -> bool:
+    return isinstance(shown, str) and sent is not None and shown.strip() == sent.strip()
 
 
 WEBHOOK_RETRIES = 2  # at most 2 quick retries, for idempotent calls only

@@ -7,12 +7,14 @@ loses nothing.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+import psycopg
 import structlog
 
 from agentbot import channels, engine, events, lifecycle
@@ -28,6 +30,7 @@ from agentbot.engine import (
     Session,
     Status,
 )
+from agentbot.errors import StoreError
 from agentbot.events import (
     AgentMessage,
     Conversation,
@@ -81,6 +84,122 @@ class Handled:
     flow: str | None = None
 
 
+Then = Callable[[Tx, SessionRow | None], Awaitable[Handled]]
+
+
+@dataclass(slots=True)
+class _Job:
+    """One event waiting for its transaction: take_in's arguments, what to do with the
+    session, and where the answer goes."""
+
+    take: dict[str, Any]
+    then: Then
+    done: asyncio.Future[Handled]
+
+    @property
+    def key(self) -> tuple[int, int]:
+        return (int(self.take["account_id"]), int(self.take["conversation_id"]))
+
+
+class GroupCommit:
+    """Events that arrive together share one transaction and one commit.
+
+    Whoever submits an event while fewer than `writers` batches run becomes a writer: it takes
+    the waiting events (up to `limit`, one per conversation, none of a conversation another
+    batch holds), takes them all in with one round trip, acts on each in order of arrival
+    within its conversation, commits once, and goes on until nothing waits. A batch that fails
+    is done again one event per transaction, so an event that cannot be stored fails alone.
+    Conversations are locked in one order (account, conversation) so batches cannot deadlock.
+    """
+
+    def __init__(self, store: Store, *, limit: int = 64, writers: int = 4) -> None:
+        self.store = store
+        self.limit = limit
+        self.writers = writers
+        self._waiting: list[_Job] = []
+        self._held: set[tuple[int, int]] = set()
+        self._running = 0
+        self._orphans: set[asyncio.Task[None]] = set()
+
+    async def submit(self, job: _Job) -> Handled:
+        self._waiting.append(job)
+        if self._running < self.writers:
+            await self._write()
+        return await job.done
+
+    async def _write(self) -> None:
+        self._running += 1
+        try:
+            while self._waiting:
+                batch = self._take()
+                if not batch:
+                    break
+                await self._commit(batch)
+        finally:
+            self._running -= 1
+            if self._waiting and self._running == 0:
+                # This writer was cancelled (its request went away) with events still waiting.
+                task = asyncio.get_running_loop().create_task(self._write())
+                self._orphans.add(task)
+                task.add_done_callback(self._orphans.discard)
+
+    def _take(self) -> list[_Job]:
+        batch: list[_Job] = []
+        keys: set[tuple[int, int]] = set()
+        rest: list[_Job] = []
+        for job in self._waiting:
+            if len(batch) < self.limit and job.key not in keys and job.key not in self._held:
+                batch.append(job)
+                keys.add(job.key)
+            else:
+                rest.append(job)
+        self._waiting = rest
+        self._held |= keys
+        batch.sort(key=lambda j: j.key)
+        return batch
+
+    async def _commit(self, batch: list[_Job]) -> None:
+        try:
+            try:
+                results = await self._transaction(batch)
+            except Exception as exc:
+                if len(batch) == 1 or _database_away(exc):
+                    for job in batch:
+                        job.done.set_exception(exc)
+                    return
+                for job in batch:
+                    try:
+                        [handled] = await self._transaction([job])
+                    except Exception as alone:
+                        job.done.set_exception(alone)
+                    else:
+                        job.done.set_result(handled)
+                return
+            for job, handled in zip(batch, results, strict=True):
+                job.done.set_result(handled)
+        finally:
+            self._held -= {job.key for job in batch}
+            for job in batch:
+                if not job.done.done():
+                    job.done.set_exception(StoreError("the event's transaction was interrupted"))
+
+    async def _transaction(self, batch: list[_Job]) -> list[Handled]:
+        results = []
+        async with self.store.transaction() as tx:
+            taken = await tx.take_in_many([job.take for job in batch])
+            for job, (fresh, row) in zip(batch, taken, strict=True):
+                results.append(await job.then(tx, row) if fresh else Handled(Result.DUPLICATE))
+        return results
+
+
+def _database_away(exc: Exception) -> bool:
+    """The database could not be reached: each event alone would fail the same way, slower."""
+    cause = exc.__cause__
+    return isinstance(exc, StoreError) and isinstance(
+        cause, psycopg.OperationalError | TimeoutError
+    )
+
+
 class Service:
     def __init__(
         self, store: Store, catalog: Catalog, *, on_commit: Callable[[], None] = lambda: None
@@ -88,6 +207,7 @@ class Service:
         self.store = store
         self.catalog = catalog
         self.on_commit = on_commit
+        self.group = GroupCommit(store)
 
     async def handle(
         self,
@@ -249,21 +369,21 @@ class Service:
         delivery_id: str | None,
         then: Callable[[Tx, SessionRow | None], Awaitable[Handled]],
     ) -> Handled:
-        """One transaction: take the event in once, lock its conversation, act on it."""
+        """Take the event in once, lock its conversation, act on it: in one transaction with
+        the other events arriving meanwhile (a group commit; see `GroupCommit`)."""
         conv = event.conversation
-        async with self.store.transaction() as tx:
-            fresh = await tx.record_event(
-                delivery_id=delivery_id,
-                dedupe_key=event.dedupe_key,
-                event=event_name,
-                account_id=conv.account_id,
-                conversation_id=conv.id,
-            )
-            if not fresh:
-                return Handled(Result.DUPLICATE)
-            await tx.lock_conversation(conv.account_id, conv.id)
-            row = await tx.latest_session(conv.account_id, conv.id)
-            handled = await then(tx, row)
+        job = _Job(
+            {
+                "delivery_id": delivery_id,
+                "dedupe_key": event.dedupe_key,
+                "event": event_name,
+                "account_id": conv.account_id,
+                "conversation_id": conv.id,
+            },
+            then,
+            asyncio.get_running_loop().create_future(),
+        )
+        handled = await self.group.submit(job)
         if handled.actions:
             self.on_commit()
         return handled
@@ -374,23 +494,16 @@ class Service:
                 template_params = None
             if isinstance(action, SaveAttribute) and action.scope == "contact":
                 data["contact_id"] = where.contact_id
-            outbox_id = await tx.enqueue(
+            await tx.queue_action(
                 account_id=where.account_id,
                 conversation_id=where.conversation_id,
                 session_id=session_id,
                 action=data,
                 channel=where.channel,
-            )
-            await tx.insert_interaction(
-                session_id=session_id,
-                account_id=where.account_id,
-                conversation_id=where.conversation_id,
-                direction="out",
-                kind=_kind(action),
+                kind=str(data["type"]),
                 block=action.block,
                 content=_content(action),
                 labels=action.labels if isinstance(action, AddLabels) else None,
-                outbox_id=outbox_id,
             )
 
     async def _step(self, tx: Tx, row: SessionRow | None, event: Event, now: datetime) -> Handled:
@@ -736,10 +849,6 @@ def _said(event: Event) -> str:
             return text
         case OptionSubmitted(title=title, value=value):
             return title or value
-
-
-def _kind(action: engine.Action) -> str:
-    return str(encode(action)["type"])
 
 
 def _content(action: engine.Action) -> str | None:

@@ -81,6 +81,18 @@ insert into workflow_outbox (account_id, conversation_id, session_id, channel, a
 values (%(account_id)s, %(conversation_id)s, %(session_id)s, %(channel)s, %(action)s)
 returning id
 """
+QUEUE_ACTION = """
+with queued as (
+    insert into workflow_outbox (account_id, conversation_id, session_id, channel, action)
+    values (%(account_id)s, %(conversation_id)s, %(session_id)s, %(channel)s, %(action)s)
+    returning id
+)
+insert into workflow_interactions (session_id, account_id, conversation_id, direction, kind,
+    block, content, labels, outbox_id)
+select %(session_id)s, %(account_id)s, %(conversation_id)s, 'out', %(kind)s, %(block)s,
+    %(content)s, %(labels)s, queued.id
+from queued
+"""
 SET_SESSION_STATUS = """
 update workflow_conversations
 set status = %(status)s, updated_at = now(), ended_at = coalesce(ended_at, now())
@@ -124,12 +136,13 @@ select account_id, conversation_id from workflow_bursts where due_at <= %(now)s
 order by due_at limit %(limit)s
 """
 # Heads of conversations' queues: pending rows with no earlier pending row of their
-# conversation. The row lock is held while a head is delivered: a worker that dies releases it
-# with its connection, and SKIP LOCKED lets other workers take other conversations meanwhile.
+# conversation. Claiming records the attempt in one short statement before Chatwoot is called:
+# it counts the attempt (the fence of the settlement), leases the row by moving next_attempt_at
+# past the attempt's end, and notes when an attempt of unknown outcome began. No transaction
+# stays open across the HTTP call; a worker that dies leaves the row to be taken again once its
+# lease has run out, with attempt_at telling the next worker to ask Chatwoot first.
 _HEADS = """
-select o.id, o.account_id, o.conversation_id, o.session_id, o.channel, o.action, o.attempts,
-    o.created_at
-from workflow_outbox o
+select o.id, o.attempt_at from workflow_outbox o
 where o.status = 'pending'
   and not exists (
     select 1 from workflow_outbox p
@@ -137,40 +150,94 @@ where o.status = 'pending'
       and p.conversation_id = o.conversation_id and p.id < o.id
   )
 """
+_TAKE = """
+update workflow_outbox o
+set attempts = o.attempts + 1, outage = false,
+    next_attempt_at = now() + make_interval(secs => %(lease)s),
+    attempt_at = coalesce(o.attempt_at, now())
+from heads h
+where o.id = h.id
+returning o.id, o.account_id, o.conversation_id, o.session_id, o.channel, o.action, o.attempts,
+    o.created_at, h.attempt_at as unsure_since,
+    exists (
+        select 1 from workflow_outbox n
+        where n.status = 'pending' and n.account_id = o.account_id
+          and n.conversation_id = o.conversation_id and n.id > o.id
+    ) as has_next
+"""
 CLAIM_OUTBOX = (
-    _HEADS
+    "with heads as ("
+    + _HEADS
     + """  and o.next_attempt_at <= now()
 order by o.next_attempt_at, o.id
-limit 1
+limit %(limit)s
 for update of o skip locked
-"""
+)"""
+    + _TAKE
 )
 # A probe: the head that waits longest on an outage, due or not. When it goes through,
 # Chatwoot is back and everything waiting is made due at once (WAKE_WAITING).
 CLAIM_PROBE = (
-    _HEADS
+    "with heads as ("
+    + _HEADS
     + """  and o.outage
 order by o.next_attempt_at, o.id
 limit 1
 for update of o skip locked
-"""
+)"""
+    + _TAKE
 )
+# Settlements match the attempt they settle (`attempts`): one whose lease ran out, and that
+# another worker took since, changes nothing.
 MARK_SENT = """
-update workflow_outbox
-set status = 'sent', result = %(result)s, attempts = attempts + 1, last_error = null,
-    outage = false, finished_at = now()
-where id = %(id)s
+with done as (
+    update workflow_outbox
+    set status = 'sent', result = %(result)s, last_error = null, outage = false,
+        attempt_at = null, finished_at = now()
+    where id = %(id)s and attempts = %(attempts)s and status = 'pending'
+    returning id
+), delivered as (
+    update workflow_interactions i set message_id = %(message_id)s
+    from done where i.outbox_id = done.id and %(message_id)s::bigint is not null
+    returning 1
+)
+select count(*) from done
 """
-RECORD_DELIVERY = """
-update workflow_interactions set message_id = %(message_id)s where outbox_id = %(id)s
+# MARK_SENT for many rows in one statement; the ids of the rows it settled.
+MARK_SENT_MANY = """
+with given as (
+    select * from unnest(%(ids)s::bigint[], %(attempts)s::int[], %(results)s::jsonb[],
+        %(message_ids)s::bigint[]) as t(id, attempts, result, message_id)
+), done as (
+    update workflow_outbox o
+    set status = 'sent', result = given.result, last_error = null, outage = false,
+        attempt_at = null, finished_at = now()
+    from given
+    where o.id = given.id and o.attempts = given.attempts and o.status = 'pending'
+    returning o.id, given.message_id
+), delivered as (
+    update workflow_interactions i set message_id = done.message_id
+    from done where i.outbox_id = done.id and done.message_id is not null
+    returning 1
+)
+select id from done
+"""
+# `unknown`: this attempt's outcome is not known, so the row keeps its attempt_at.
+# An attempt that may outlast its lease (a flow webhook with a long timeout) holds the row longer,
+# so no other worker calls the same webhook meanwhile.
+EXTEND_LEASE = """
+update workflow_outbox set next_attempt_at = now() + make_interval(secs => %(seconds)s)
+where id = %(id)s and attempts = %(attempts)s and status = 'pending'
 """
 RESCHEDULE = """
 update workflow_outbox
-set attempts = attempts + 1, last_error = %(error)s, outage = %(outage)s,
-    next_attempt_at = now() + make_interval(secs => %(delay)s)
-where id = %(id)s
+set last_error = %(error)s, outage = %(outage)s,
+    next_attempt_at = now() + make_interval(secs => %(delay)s),
+    attempt_at = case when %(unknown)s then attempt_at end
+where id = %(id)s and attempts = %(attempts)s and status = 'pending'
 """
-# After a success, whatever waited on Chatwoot being away is due again at once.
+# After a success, whatever waited on Chatwoot being away is due again at once. A row being
+# attempted has outage = false, so its lease is left alone.
 WAKE_WAITING = """
 update workflow_outbox set next_attempt_at = now()
 where id in (
@@ -181,9 +248,16 @@ where id in (
 """
 MARK_DEAD = """
 update workflow_outbox
-set status = 'dead', attempts = attempts + 1, last_error = %(error)s, finished_at = now()
-where id = %(id)s
+set status = 'dead', last_error = %(error)s, attempt_at = null, finished_at = now()
+where id = %(id)s and attempts = %(attempts)s and status = 'pending'
 returning session_id
+"""
+# Before resending after an attempt of unknown outcome: the newest Chatwoot message id the bot
+# is known to have created in the conversation.
+LAST_KNOWN_MESSAGE = """
+select max(message_id) from workflow_interactions
+where account_id = %(account_id)s and conversation_id = %(conversation_id)s
+  and direction = 'out' and message_id is not null
 """
 CANCEL_PENDING = """
 update workflow_outbox
@@ -315,6 +389,10 @@ class OutboxRow:
     action: dict[str, Any]
     attempts: int
     created_at: datetime
+    # When an earlier attempt of unknown outcome began: Chatwoot may have acted on it already.
+    unsure_since: datetime | None = None
+    # Whether the conversation has another row waiting behind this one (claimed rows only).
+    has_next: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -392,6 +470,66 @@ class Tx:
             },
         )
         return await cur.fetchone() is not None
+
+    async def take_in(
+        self,
+        *,
+        delivery_id: str | None,
+        dedupe_key: str | None,
+        event: str,
+        account_id: int,
+        conversation_id: int,
+    ) -> tuple[bool, SessionRow | None]:
+        """`record_event`, `lock_conversation` and `latest_session` in one round trip.
+
+        Whether the event is new, and the conversation's latest session, read under the lock.
+        """
+        [taken] = await self.take_in_many(
+            [
+                {
+                    "delivery_id": delivery_id,
+                    "dedupe_key": dedupe_key,
+                    "event": event,
+                    "account_id": account_id,
+                    "conversation_id": conversation_id,
+                }
+            ]
+        )
+        return taken
+
+    async def take_in_many(
+        self, events: Sequence[Mapping[str, Any]]
+    ) -> list[tuple[bool, SessionRow | None]]:
+        """`take_in` for several events of distinct conversations, all in one round trip.
+
+        Each mapping has take_in's keyword arguments. Conversations are locked in the order
+        given: callers that lock several sort them the same way, so that they cannot deadlock.
+        """
+        pending = []
+        for event in events:
+            where = {
+                "account_id": event["account_id"],
+                "conversation_id": event["conversation_id"],
+            }
+            inserted = await self.conn.execute(
+                INSERT_EVENT,
+                {
+                    "delivery_id": event["delivery_id"],
+                    "dedupe_key": event["dedupe_key"],
+                    "event": event["event"],
+                    **where,
+                },
+            )
+            await self.conn.execute(LOCK_CONVERSATION, where)
+            cur = self.conn.cursor(row_factory=class_row(SessionRow))
+            await cur.execute(SELECT_LATEST_SESSION, where)
+            pending.append((inserted, cur))
+        taken = []
+        for inserted, cur in pending:
+            fresh = await inserted.fetchone() is not None
+            taken.append((fresh, await cur.fetchone()))
+            await cur.close()
+        return taken
 
     async def lock_conversation(self, account_id: int, conversation_id: int) -> None:
         await self.conn.execute(
@@ -528,6 +666,36 @@ class Tx:
         )
         return await cur.fetchone() is not None
 
+    async def queue_action(
+        self,
+        *,
+        account_id: int,
+        conversation_id: int,
+        session_id: int | None,
+        action: Mapping[str, Any],
+        channel: str | None,
+        kind: str,
+        block: str | None,
+        content: str | None,
+        labels: Sequence[str] | None,
+    ) -> None:
+        """`enqueue` and the outbound interaction that names its row, in one statement whose
+        result is not waited for."""
+        await self.conn.execute(
+            QUEUE_ACTION,
+            {
+                "account_id": account_id,
+                "conversation_id": conversation_id,
+                "session_id": session_id,
+                "channel": channel,
+                "action": Jsonb(dict(action)),
+                "kind": kind,
+                "block": block,
+                "content": content,
+                "labels": None if labels is None else Jsonb(list(labels)),
+            },
+        )
+
     async def set_session_status(self, session_id: int, status: str) -> None:
         await self.conn.execute(SET_SESSION_STATUS, {"id": session_id, "status": status})
 
@@ -569,7 +737,9 @@ class Store:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Tx]:
         try:
-            async with self.pool.connection() as conn, conn.transaction():
+            # Pipeline mode: a statement whose result is not read goes out with the next one
+            # that is (or with the COMMIT), so a transaction costs a round trip per read.
+            async with self.pool.connection() as conn, conn.pipeline(), conn.transaction():
                 yield Tx(conn)
         except psycopg.DataError as exc:
             raise DataRefused(f"the database refused the data: {exc}") from exc
@@ -744,45 +914,122 @@ class Store:
 
     # Outbox
 
-    @asynccontextmanager
-    async def claim(self, *, probe: bool = False) -> AsyncIterator[Claim | None]:
-        """Lock the due head of one conversation's queue for as long as the block runs.
+    async def claim(
+        self, *, probe: bool = False, limit: int = 1, lease: float = 30.0
+    ) -> list[Claim]:
+        """Take up to `limit` due heads of conversations' queues, each for `lease` seconds.
 
         A conversation's next row is not a head while the one before it is pending, so one
         conversation's actions are carried out one at a time and in order, by any worker.
-        With `probe`, take the head waiting longest after a failure, even if not due yet.
+        With `probe`, take the head waiting longest after an outage, even if not due yet.
+        The attempt is committed before this returns; no connection is held afterwards.
         """
+        params = {"limit": limit, "lease": lease}
         try:
-            async with self.pool.connection() as conn, conn.transaction():
+            async with self.pool.connection() as conn:
                 async with conn.cursor(row_factory=class_row(OutboxRow)) as cur:
-                    await cur.execute(CLAIM_PROBE if probe else CLAIM_OUTBOX)
-                    row = await cur.fetchone()
-                yield None if row is None else Claim(Tx(conn), row)
+                    await cur.execute(CLAIM_PROBE if probe else CLAIM_OUTBOX, params)
+                    rows = await cur.fetchall()
+                await conn.commit()
         except psycopg.Error as exc:
             raise StoreError(f"database error: {exc}") from exc
         except TimeoutError as exc:
             raise StoreError(f"database unreachable: {exc}") from exc
+        rows.sort(key=lambda r: r.id)
+        return [Claim(self, row) for row in rows]
+
+    async def mark_sent_many(
+        self, sent: Sequence[tuple[Claim, Mapping[str, Any]]], *, wake: bool = False
+    ) -> set[int]:
+        """`Claim.mark_sent` for several claims in one statement: the ids it settled."""
+        ids, attempts, results, message_ids = [], [], [], []
+        for claim, result in sent:
+            message_id = result.get("id")
+            ids.append(claim.row.id)
+            attempts.append(claim.row.attempts)
+            results.append(Jsonb(dict(result)))
+            message_ids.append(message_id if isinstance(message_id, int) else None)
+        params = {
+            "ids": ids,
+            "attempts": attempts,
+            "results": results,
+            "message_ids": message_ids,
+        }
+        try:
+            async with self.pool.connection() as conn:
+                cur = await conn.execute(MARK_SENT_MANY, params)
+                done = {int(r[0]) for r in await cur.fetchall()}
+                if done and wake:
+                    await conn.execute(WAKE_WAITING)
+                await conn.commit()
+        except psycopg.Error as exc:
+            raise StoreError(f"database error: {exc}") from exc
+        except TimeoutError as exc:
+            raise StoreError(f"database unreachable: {exc}") from exc
+        return done
+
+    async def _execute(self, statement: str, params: Mapping[str, Any]) -> Any:
+        """One statement in its own transaction: its first row's first value, or None."""
+        try:
+            async with self.pool.connection() as conn:
+                cur = await conn.execute(statement, params)
+                row = await cur.fetchone() if cur.description is not None else None
+                await conn.commit()
+        except psycopg.Error as exc:
+            raise StoreError(f"database error: {exc}") from exc
+        except TimeoutError as exc:
+            raise StoreError(f"database unreachable: {exc}") from exc
+        return None if row is None else row[0]
 
 
 class Claim:
-    """One outbox row, locked in an open transaction until it is settled."""
+    """One outbox row taken for one attempt. Each settlement is its own short transaction and
+    changes nothing when the attempt is no longer the row's latest (its lease ran out)."""
 
-    def __init__(self, tx: Tx, row: OutboxRow) -> None:
-        self.tx = tx
+    def __init__(self, store: Store, row: OutboxRow) -> None:
+        self.store = store
         self.row = row
 
-    async def mark_sent(self, result: Mapping[str, Any]) -> None:
-        conn = self.tx.conn
-        await conn.execute(MARK_SENT, {"id": self.row.id, "result": Jsonb(dict(result))})
-        message_id = result.get("id")
-        if isinstance(message_id, int):
-            await conn.execute(RECORD_DELIVERY, {"id": self.row.id, "message_id": message_id})
-        await conn.execute(WAKE_WAITING)
+    def _fence(self) -> dict[str, Any]:
+        return {"id": self.row.id, "attempts": self.row.attempts}
 
-    async def reschedule(self, *, delay: float, error: str, outage: bool = False) -> None:
-        await self.tx.conn.execute(
-            RESCHEDULE, {"id": self.row.id, "delay": delay, "error": error, "outage": outage}
+    async def extend_lease(self, seconds: float) -> None:
+        """Hold the row `seconds` from now, for an attempt longer than the usual lease."""
+        await self.store._execute(EXTEND_LEASE, {**self._fence(), "seconds": seconds})
+
+    async def last_known_message(self) -> int | None:
+        """The newest Chatwoot message id recorded for this row's conversation."""
+        row = self.row
+        value = await self.store._execute(
+            LAST_KNOWN_MESSAGE,
+            {"account_id": row.account_id, "conversation_id": row.conversation_id},
         )
+        return None if value is None else int(value)
+
+    async def mark_sent_in(self, tx: Tx, result: Mapping[str, Any]) -> bool:
+        """Record the success inside the caller's transaction (a webhook's answer steps the
+        flow in the same transaction); False when the attempt was no longer this worker's."""
+        message_id = result.get("id")
+        params = {
+            **self._fence(),
+            "result": Jsonb(dict(result)),
+            "message_id": message_id if isinstance(message_id, int) else None,
+        }
+        cur = await tx.conn.execute(MARK_SENT, params)
+        row = await cur.fetchone()
+        return bool(row and row[0])
+
+    async def reschedule(
+        self, *, delay: float, error: str, outage: bool = False, unknown: bool = False
+    ) -> None:
+        params = {
+            **self._fence(),
+            "delay": delay,
+            "error": error,
+            "outage": outage,
+            "unknown": unknown,
+        }
+        await self.store._execute(RESCHEDULE, params)
 
     async def give_up(
         self, *, error: str, handoff: Mapping[str, Any] | None
@@ -791,38 +1038,41 @@ class Claim:
 
         Returns the cancelled actions.
         """
-        row, tx = self.row, self.tx
-        await tx.lock_conversation(row.account_id, row.conversation_id)
-        await tx.conn.execute(MARK_DEAD, {"id": row.id, "error": error})
-        await tx.insert_interaction(
-            session_id=row.session_id,
-            account_id=row.account_id,
-            conversation_id=row.conversation_id,
-            direction="out",
-            kind="failed",
-            block=row.action.get("block"),
-            outbox_id=row.id,
-            error=error,
-        )
-        if handoff is None:
-            return []
-        cur = await tx.conn.execute(
-            CANCEL_PENDING,
-            {
-                "account_id": row.account_id,
-                "conversation_id": row.conversation_id,
-                "after": row.id,
-                "reason": f"cancelled: outbox row {row.id} failed",
-            },
-        )
-        cancelled = [dict(r[0]) for r in await cur.fetchall()]
-        if row.session_id is not None:
-            await tx.conn.execute(HAND_OFF_SESSION, {"id": row.session_id})
-        await tx.enqueue(
-            account_id=row.account_id,
-            conversation_id=row.conversation_id,
-            session_id=row.session_id,
-            action=handoff,
-            channel=row.channel,
-        )
-        return cancelled
+        row = self.row
+        async with self.store.transaction() as tx:
+            await tx.lock_conversation(row.account_id, row.conversation_id)
+            cur = await tx.conn.execute(MARK_DEAD, {**self._fence(), "error": error})
+            if await cur.fetchone() is None:
+                return []
+            await tx.insert_interaction(
+                session_id=row.session_id,
+                account_id=row.account_id,
+                conversation_id=row.conversation_id,
+                direction="out",
+                kind="failed",
+                block=row.action.get("block"),
+                outbox_id=row.id,
+                error=error,
+            )
+            if handoff is None:
+                return []
+            cur = await tx.conn.execute(
+                CANCEL_PENDING,
+                {
+                    "account_id": row.account_id,
+                    "conversation_id": row.conversation_id,
+                    "after": row.id,
+                    "reason": f"cancelled: outbox row {row.id} failed",
+                },
+            )
+            cancelled = [dict(r[0]) for r in await cur.fetchall()]
+            if row.session_id is not None:
+                await tx.conn.execute(HAND_OFF_SESSION, {"id": row.session_id})
+            await tx.enqueue(
+                account_id=row.account_id,
+                conversation_id=row.conversation_id,
+                session_id=row.session_id,
+                action=handoff,
+                channel=row.channel,
+            )
+            return cancelled

@@ -1,6 +1,6 @@
 """Webhook intake: agentbot against the reference server, same run, same database server.
 
-The reference (../shared/bench/reference_server.py) is the floor for one event on this stack:
+The reference (bench/reference_server.py) is the floor for one event on this stack:
 parse JSON, one transaction (upsert a conversation row FOR UPDATE, insert an interaction, insert
 an outbox row). agentbot's intake does the real work: authenticate, parse, dedupe, lock, load the
 session, step the engine, save the session, history and outbox.
@@ -36,7 +36,7 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED_BENCH = ROOT.parent / "shared" / "bench"
+BENCH = Path(__file__).resolve().parent
 TOKEN = "bench-token"
 FLOW = """
 trigger: {default: true}
@@ -105,7 +105,7 @@ def wrk(url: str, seconds: int, connections: int) -> tuple[float, dict[str, floa
             f"-d{seconds}s",
             "--latency",
             "-s",
-            str(SHARED_BENCH / "post.lua"),
+            str(BENCH / "post.lua"),
             url,
         ],
         capture_output=True,
@@ -152,7 +152,7 @@ def main() -> None:
             "LOG_LEVEL": "warning",
             "LOG_FORMAT": "json",
         }
-        reference = [sys.executable, str(SHARED_BENCH / "reference_server.py")]
+        reference = [sys.executable, str(BENCH / "reference_server.py")]
         agentbot = [sys.executable, "-m", "agentbot", "serve"]
         ref_url = f"http://127.0.0.1:{ref_port}"
         bot_url = f"http://127.0.0.1:{bot_port}"

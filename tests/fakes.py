@@ -539,6 +539,12 @@ class FakeChatwoot:
         self.delay = delay  # seconds to wait before answering each request; settable any time
         # Path fragment -> seconds: e.g. {"/conversations/7/": 3.0} makes one conversation slow.
         self.slow_paths: dict[str, float] = {}
+        # Seconds to wait after acting, before answering: the answer may be lost on the way
+        # while the message exists (an attempt of unknown outcome). Settable any time.
+        self.answer_delay = 0.0
+        # Path fragment -> status answered without acting, e.g. {"/conversations/7/messages":
+        # 422} refuses one conversation's messages (a channel that rejects them).
+        self.refused_paths: dict[str, int] = {}
 
         self._lock = threading.Lock()
         self._requests: list[_Received] = []
@@ -911,7 +917,10 @@ class FakeChatwoot:
                 if marker in request.url.path:
                     delay = max(delay, seconds)
             failure = None
-            if self._failures:
+            for marker, status in self.refused_paths.items():
+                if marker in request.url.path:
+                    failure = _Failure(1, status, {"error": "Validation failed: refused"}, {})
+            if failure is None and self._failures:
                 failure = self._failures[0]
                 failure.remaining -= 1
                 if failure.remaining <= 0:
@@ -924,6 +933,9 @@ class FakeChatwoot:
             else:
                 reply = self._handle(request.method, request.url.path, body, bad_json, raw, headers)
             received.status = reply.status
+            answer_delay = self.answer_delay
+        if answer_delay > 0:
+            await anyio.sleep(answer_delay)
         return self._response(reply)
 
     @staticmethod
@@ -1709,7 +1721,16 @@ class FakeChatwoot:
                 "hmac_verified": False,
             },
             "id": conversation.display_id,
-            "messages": [],
+            # The REST show: the newest message, and the newest that is not an activity.
+            "messages": [self._message_json(m) for m in conversation.messages[-1:]],
+            "last_non_activity_message": next(
+                (
+                    self._message_json(m)
+                    for m in reversed(conversation.messages)
+                    if m.message_type != "activity"
+                ),
+                None,
+            ),
             "account_id": account.id,
             "uuid": f"00000000-0000-4000-8000-{account.id:04d}{conversation.display_id:08d}",
             "additional_attributes": {},
