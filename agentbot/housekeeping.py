@@ -23,25 +23,33 @@ log = structlog.get_logger("agentbot.housekeeping")
 
 INTERVAL = 60.0
 BATCH = 5000
+# Each statement answers how many rows it deleted: a count read from the result, because a
+# pipelined transaction knows no rowcount until it syncs.
 PRUNE_EVENTS = """
-delete from workflow_events where id in (
-    select id from workflow_events where received_at < %(before)s limit %(batch)s
-)
+with gone as (
+    delete from workflow_events where id in (
+        select id from workflow_events where received_at < %(before)s limit %(batch)s
+    ) returning 1
+) select count(*) from gone
 """
 PRUNE_OUTBOX = """
-delete from workflow_outbox where id in (
-    select id from workflow_outbox
-    where status = 'sent' and finished_at < %(before)s limit %(batch)s
-)
+with gone as (
+    delete from workflow_outbox where id in (
+        select id from workflow_outbox
+        where status = 'sent' and finished_at < %(before)s limit %(batch)s
+    ) returning 1
+) select count(*) from gone
 """
 # Interactions already summed into the rollup only, so the stats keep their numbers.
 PRUNE_HISTORY = """
-delete from workflow_interactions where id in (
-    select id from workflow_interactions
-    where created_at < %(before)s
-      and id <= (select last_id from workflow_stats_watermark)
-    limit %(batch)s
-)
+with gone as (
+    delete from workflow_interactions where id in (
+        select id from workflow_interactions
+        where created_at < %(before)s
+          and id <= (select last_id from workflow_stats_watermark)
+        limit %(batch)s
+    ) returning 1
+) select count(*) from gone
 """
 
 
@@ -51,8 +59,10 @@ async def prune(store: Store, statement: str, before: datetime) -> int:
     while True:
         async with store.transaction() as tx:
             cur = await tx.conn.execute(statement, {"before": before, "batch": BATCH})
-            total += cur.rowcount
-        if cur.rowcount < BATCH:
+            row = await cur.fetchone()
+        deleted = int(row[0]) if row is not None else 0
+        total += deleted
+        if deleted < BATCH:
             return total
 
 
