@@ -49,10 +49,10 @@ def run(command: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 
 
 def test_quick_start_lists_the_commands() -> None:
-    """The quick start shows make run, make test, check, test, graph and doctor."""
+    """The quick start shows make run, make test, check, test, graph, doctor and tokens."""
     commands = quick_start()
     assert commands[:2] == ["make run", "make test"]
-    assert {c.split()[1] for c in commands[2:]} >= {"check", "test", "graph", "doctor"}
+    assert {c.split()[1] for c in commands[2:]} >= {"check", "test", "graph", "doctor", "tokens"}
 
 
 def test_make_run_serves_health(db_dsn: str, tmp_path: Path) -> None:
@@ -110,3 +110,18 @@ def test_flow_picture_is_what_graph_prints(tmp_path: Path) -> None:
     graph = run(".venv/bin/agentbot graph fluxo_comercial", environment(tmp_path))
     assert graph.returncode == 0, graph.stderr
     assert block("mermaid", "## What it is") == graph.stdout
+
+
+def test_tokens_as_written(db_dsn: str, tmp_path: Path) -> None:
+    """`agentbot tokens` from the quick start answers on a fresh database, and after
+    `--reset` (which prints new tokens once) it says the generated ones are kept as hashes."""
+    env = environment(tmp_path, DATABASE_URL=db_dsn)
+    [command] = [c for c in quick_start() if c.split()[1:2] == ["tokens"]]
+    fresh = run(command, env)
+    assert fresh.returncode == 0, fresh.stderr
+    assert "generates one at its first start" in fresh.stdout
+    reset = run(command + " --reset", env)
+    assert reset.returncode == 0, reset.stderr
+    assert "/webhooks/chatwoot?token=" in reset.stdout
+    again = run(command, env)
+    assert again.stdout.count("kept only as a hash") == 2
