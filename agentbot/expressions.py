@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -418,3 +418,19 @@ def to_text(value: Any) -> str:
     if isinstance(value, int | float):
         return str(value)
     return json.dumps(value, ensure_ascii=False)
+
+
+def paths_read(expression: Expression) -> Iterator[tuple[str, ...]]:
+    """Every variable path an expression reads, as its parts (`crm.plano` -> ("crm", "plano"))."""
+    if isinstance(expression, Path):
+        yield expression.parts
+    elif isinstance(expression, Exists):
+        yield expression.path.parts
+    elif isinstance(expression, Not):
+        yield from paths_read(expression.operand)
+    elif isinstance(expression, And | Or | Compare):
+        yield from paths_read(expression.left)
+        yield from paths_read(expression.right)
+    elif isinstance(expression, ListOf):
+        for item in expression.items:
+            yield from paths_read(item)

@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from agentbot.channels import WHATSAPP_BODY
-from agentbot.expressions import And, Compare, Exists, Expression, ListOf, Not, Or, Path
+from agentbot.expressions import paths_read
 from agentbot.flows import OPEN_NOW, Block, Flow, exits, set_variables
 from agentbot.matching import confusable
 from agentbot.templates import Placeholder, Template
@@ -220,7 +220,7 @@ def reads(flow: Flow) -> Iterator[tuple[str, tuple[str, ...]]]:
         for name, value in block.assign.items():
             yield from _tree_reads(value, f"{at}.set.{name}")
         for i, condition in enumerate(block.conditions):
-            yield from ((f"{at}.conditions[{i}].if", p) for p in _paths(condition.test))
+            yield from ((f"{at}.conditions[{i}].if", p) for p in paths_read(condition.test))
         if block.webhook is not None:
             spec = block.webhook
             yield from _template_reads(spec.url, f"{at}.webhook.url")
@@ -249,18 +249,3 @@ def _tree_reads(tree: Any, path: str) -> Iterator[tuple[str, tuple[str, ...]]]:
     elif isinstance(tree, tuple):
         for i, item in enumerate(tree):
             yield from _tree_reads(item, f"{path}[{i}]")
-
-
-def _paths(expression: Expression) -> Iterator[tuple[str, ...]]:
-    if isinstance(expression, Path):
-        yield expression.parts
-    elif isinstance(expression, Exists):
-        yield expression.path.parts
-    elif isinstance(expression, Not):
-        yield from _paths(expression.operand)
-    elif isinstance(expression, And | Or | Compare):
-        yield from _paths(expression.left)
-        yield from _paths(expression.right)
-    elif isinstance(expression, ListOf):
-        for item in expression.items:
-            yield from _paths(item)

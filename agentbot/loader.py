@@ -11,7 +11,7 @@ time. Cycles of blocks that never wait are found by flowchecks.py.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import date, timedelta
 from pathlib import PurePosixPath
 from types import MappingProxyType
@@ -22,19 +22,7 @@ import re2
 from agentbot import validation as check
 from agentbot.answers import InputType
 from agentbot.errors import FlowError
-from agentbot.expressions import (
-    KEYWORDS,
-    And,
-    Compare,
-    Exists,
-    Expression,
-    ExpressionError,
-    ListOf,
-    Not,
-    Or,
-    Path,
-    parse_expression,
-)
+from agentbot.expressions import KEYWORDS, Expression, ExpressionError, parse_expression, paths_read
 from agentbot.flowchecks import loops, unknown_reads
 from agentbot.flows import (
     DEFAULT_HANDOFF_MESSAGE,
@@ -1124,27 +1112,11 @@ def _as_json(value: Any) -> Any:
 def _open_now_needs_hours(blocks: Mapping[str, Block], report: check.Report) -> None:
     for block in blocks.values():
         for i, condition in enumerate(block.conditions):
-            if any(p.parts[0] == OPEN_NOW for p in _paths(condition.test)):
+            if any(parts[0] == OPEN_NOW for parts in paths_read(condition.test)):
                 report.add(
                     f"blocks.{block.id}.conditions[{i}].if",
                     f"{OPEN_NOW} needs business hours: add hours: at the top of the flow",
                 )
-
-
-def _paths(expression: Expression) -> Iterator[Path]:
-    """Every variable path an expression reads."""
-    if isinstance(expression, Path):
-        yield expression
-    elif isinstance(expression, Exists):
-        yield expression.path
-    elif isinstance(expression, Not):
-        yield from _paths(expression.operand)
-    elif isinstance(expression, And | Or | Compare):
-        yield from _paths(expression.left)
-        yield from _paths(expression.right)
-    elif isinstance(expression, ListOf):
-        for item in expression.items:
-            yield from _paths(item)
 
 
 def _debounce(definition: Mapping[str, Any], report: check.Report) -> timedelta | None:
