@@ -140,7 +140,7 @@ async def start_workflow(request: Request) -> Response:
     try:
         shown = await client.conversation(account_id, conversation_id)
     except ChatwootRejected as exc:
-        return error(502, "chatwoot_refused", f"Chatwoot refused to show the conversation: {exc}")
+        return _refused(exc, f"conversation {conversation_id} in account {account_id}")
     except ChatwootUnavailable as exc:
         return error(503, "chatwoot_unavailable", f"Chatwoot did not answer: {exc}")
     conversation, contact = _from_rest(account_id, conversation_id, shown)
@@ -194,6 +194,15 @@ async def start_workflow(request: Request) -> Response:
         },
         status_code=201,
     )
+
+
+def _refused(exc: ChatwootRejected, what: str) -> JSONResponse:
+    """Chatwoot refused a call made for this request: a 404 means the caller named something
+    Chatwoot does not have (the caller's mistake, 404); any other refusal is agentbot's
+    configuration (its tokens, Chatwoot's version), a 502 that says what Chatwoot answered."""
+    if exc.status_code == 404:
+        return error(404, "not_in_chatwoot", f"Chatwoot has no {what}: check the ids")
+    return error(502, "chatwoot_refused", f"Chatwoot refused: {exc}")
 
 
 def _int(value: Any) -> int | None:
@@ -279,7 +288,7 @@ async def _conversation_of_contact(
             },
         )
     except ChatwootRejected as exc:
-        return error(502, "chatwoot_refused", f"Chatwoot refused: {exc}")
+        return _refused(exc, f"contact {contact_id} in account {account_id}")
     except ChatwootUnavailable as exc:
         return error(503, "chatwoot_unavailable", f"Chatwoot did not answer: {exc}")
     new_id = _int(made.get("id"))

@@ -169,11 +169,11 @@ BAD = [
         "invalid",
     ),
     (
-        "Chatwoot refuses",
+        "not in Chatwoot",
         {"conversationId": 5, "workflowName": "campanha", "accountId": 99},
         AUTH,
-        502,
-        "chatwoot_refused",
+        404,
+        "not_in_chatwoot",
     ),
 ]
 
