@@ -54,7 +54,12 @@ def input_flow(kind: str) -> str:
 
 
 def test_samples_name_their_source() -> None:
-    """Every message sample built for real traffic names the Chatwoot source it follows."""
+    """Every webhook payload sample names the Chatwoot source it was built from; the message
+    samples built for real traffic are customer messages."""
+    for path in SAMPLES.glob("*.json"):
+        if path.name.startswith(("message_", "conversation_", "webwidget_")):
+            source = json.loads(path.read_text())["_source"]
+            assert source.startswith("Chatwoot "), path.name
     names = [
         "message_created_email_reply.json",
         "message_created_email_html_only.json",
