@@ -17,6 +17,7 @@ from agentbot.service import Result, Service
 from agentbot.store import Store
 from tests.fakes import FakeChatwoot
 from tests.harness import (
+    API_TOKEN,
     SALES_FLOW,
     WEBHOOK_TOKEN,
     agent_message,
@@ -165,6 +166,35 @@ async def test_split_arms_are_recorded_per_conversation(db_dsn: str, tmp_path: P
         await h.post(incoming(600, 10_000, "menu"))
         await h.until(lambda: len(h.sent(600)) == 2)
         assert h.contents(600)[1] == h.contents(600)[0]
+
+
+async def test_stats_per_split_arm_match_a_scripted_run(db_dsn: str, tmp_path: Path) -> None:
+    """40 conversations through an A/B split: GET /api/stats counts each arm as the split
+    block's choice, and each arm's block as entered, as often as the customers saw that arm."""
+    async with running(db_dsn, write_flow(tmp_path, SPLIT_FLOW, "campanha.yaml")) as h:
+        conversations = range(700, 740)
+        for conversation in conversations:
+            await h.post(incoming(conversation, conversation, "Oi"))
+        await h.until(lambda: all(len(h.sent(c)) == 1 for c in conversations))
+        await h.settled()
+        # What the customers saw decides the expected counts, not agentbot's own records.
+        seen = [h.contents(c)[0] for c in conversations]
+        short, long = seen.count("Oferta curta"), seen.count("Oferta longa")
+        assert short + long == 40
+        assert short > 0
+        assert long > 0
+        r = await h.http.get(
+            "/api/stats",
+            params={"flow": "campanha"},
+            headers={"authorization": f"Bearer {API_TOKEN}"},
+        )
+        assert r.status_code == 200, r.text
+    [flow] = r.json()["flows"]
+    assert (flow["name"], flow["started"], flow["completed"]) == ("campanha", 40, 40)
+    blocks = {b["block"]: b for b in flow["blocks"]}
+    assert blocks["teste_ab"]["choices"] == {"a": short, "b": long}
+    assert blocks["teste_ab"]["entered"] == 40
+    assert (blocks["curta"]["entered"], blocks["longa"]["entered"]) == (short, long)
 
 
 async def test_api_flow_names_shared_hours(db_dsn: str, tmp_path: Path) -> None:
