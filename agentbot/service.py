@@ -306,7 +306,20 @@ class Service:
                 return Handled(Result.RECORDED)
             row = await tx.latest_session(account_id, conversation_id)
             event = await self._burst_event(row, burst, now)
+            # Who holds the conversation may have changed while the messages were held (an
+            # agent's /pause, a snooze): lifecycle.py decides again, as for a message now.
+            conv = event.conversation
+            state = await _state(tx, conv, row)
+            keyword = lifecycle.names_a_flow(self.catalog.current.values(), _said(event))
+            decision = lifecycle.on_message(state, conv.status, now, keyword=keyword)
+            await _keep_hold(tx, conv, state, decision)
+            if decision.act is not lifecycle.Act.ENGINE:
+                log.info("burst.quiet", reason=decision.reason, messages=len(burst))
+                return Handled(Result.QUIET, flow=None if row is None else row.flow_name)
+            where = _where(conv, event.contact.id)
+            await self._queue(tx, None if row is None else row.id, where, decision.actions)
             handled = await self._step(tx, row, event, now)
+            handled = replace(handled, actions=handled.actions + len(decision.actions))
         log.info("burst.answered", messages=len(burst), result=handled.result.value)
         if handled.actions:
             self.on_commit()

@@ -26,6 +26,7 @@ from tests.harness import (
     running,
     write_flow,
 )
+from tests.test_holds import note
 
 pytestmark = pytest.mark.anyio
 
@@ -248,6 +249,21 @@ async def test_humans_stepping_in_drop_a_held_burst(db_dsn: str, tmp_path: Path)
         await quiet_for(1.2)
         assert h.sent(520) == []
         assert h.sent(521) == []
+        assert h.query("select count(*) from workflow_bursts") == [(0,)]
+
+
+async def test_a_pause_while_messages_are_held_keeps_the_bot_quiet(
+    db_dsn: str, tmp_path: Path
+) -> None:
+    """An agent's `/pause 30` arrives while a burst is held: when the window closes the bot
+    does not answer it (who holds the conversation is decided again at the release)."""
+    async with running(db_dsn, write_flow(tmp_path, DEBOUNCED)) as h:
+        await h.post(incoming(530, 1, "Oi"))
+        assert (await h.post(note(530, 2, "/pause 30"))).json() == {"status": "paused"}
+        await h.post(incoming(531, 3, "Oi"))  # a burst nobody touches, to know the timers ran
+        await h.until(lambda: len(h.sent(531)) == 1)
+        await quiet_for(1.2)
+        assert h.contents(530) == []
         assert h.query("select count(*) from workflow_bursts") == [(0,)]
 
 
