@@ -226,16 +226,9 @@ class Service:
         """
 
         async def step(tx: Tx, row: SessionRow | None) -> Handled:
-            conv = event.conversation
-            state = await _state(tx, conv, row)
-            keyword = lifecycle.names_a_flow(self.catalog.current.values(), _said(event))
-            decision = lifecycle.on_message(state, conv.status, now, keyword=keyword)
-            await _keep_hold(tx, conv, state, decision)
-            if decision.act is not lifecycle.Act.ENGINE:
-                log.info("message.quiet", reason=decision.reason, status=conv.status)
+            admitted = await self._admit(tx, row, event, now)
+            if admitted is None:
                 return Handled(Result.QUIET, flow=None if row is None else row.flow_name)
-            where = _where(conv, event.contact.id)
-            await self._queue(tx, None if row is None else row.id, where, decision.actions)
             handled: Handled | None = None
             if payload is not None:
                 window = await self._window(tx, row, event)
@@ -243,9 +236,27 @@ class Service:
                     handled = await self._hold(tx, row, event, payload, now, window)
             if handled is None:
                 handled = await self._step(tx, row, event, now)
-            return replace(handled, actions=handled.actions + len(decision.actions))
+            return replace(handled, actions=handled.actions + admitted)
 
         return await self._intake(event, event_name, delivery_id, step)
+
+    async def _admit(
+        self, tx: Tx, row: SessionRow | None, event: Event, now: datetime
+    ) -> int | None:
+        """lifecycle.py's word on a customer's message: None when someone else holds the
+        conversation (the bot stays quiet), else how many actions the decision queued (the
+        status set back to `pending` when the message wakes a snoozed conversation)."""
+        conv = event.conversation
+        state = await _state(tx, conv, row)
+        keyword = lifecycle.names_a_flow(self.catalog.current.values(), _said(event))
+        decision = lifecycle.on_message(state, conv.status, now, keyword=keyword)
+        await _keep_hold(tx, conv, state, decision)
+        if decision.act is not lifecycle.Act.ENGINE:
+            log.info("message.quiet", reason=decision.reason, status=conv.status)
+            return None
+        where = _where(conv, event.contact.id)
+        await self._queue(tx, None if row is None else row.id, where, decision.actions)
+        return len(decision.actions)
 
     async def _window(
         self, tx: Tx, row: SessionRow | None, event: CustomerMessage | OptionSubmitted
@@ -308,18 +319,11 @@ class Service:
             event = await self._burst_event(row, burst, now)
             # Who holds the conversation may have changed while the messages were held (an
             # agent's /pause, a snooze): lifecycle.py decides again, as for a message now.
-            conv = event.conversation
-            state = await _state(tx, conv, row)
-            keyword = lifecycle.names_a_flow(self.catalog.current.values(), _said(event))
-            decision = lifecycle.on_message(state, conv.status, now, keyword=keyword)
-            await _keep_hold(tx, conv, state, decision)
-            if decision.act is not lifecycle.Act.ENGINE:
-                log.info("burst.quiet", reason=decision.reason, messages=len(burst))
+            admitted = await self._admit(tx, row, event, now)
+            if admitted is None:
                 return Handled(Result.QUIET, flow=None if row is None else row.flow_name)
-            where = _where(conv, event.contact.id)
-            await self._queue(tx, None if row is None else row.id, where, decision.actions)
             handled = await self._step(tx, row, event, now)
-            handled = replace(handled, actions=handled.actions + len(decision.actions))
+            handled = replace(handled, actions=handled.actions + admitted)
         log.info("burst.answered", messages=len(burst), result=handled.result.value)
         if handled.actions:
             self.on_commit()
@@ -695,25 +699,21 @@ class Service:
             choice=result.choice,
             message_id=None if event is None else event.message_id,
         )
-        for entered in result.entered:  # the funnel's "entered" (GET /api/stats)
+        # For GET /api/stats: each block entered (the funnel's "entered"), and each A/B split
+        # passed, whose arm the stats count as the split block's choice.
+        funnel: list[tuple[str, str, str, str | None]] = [
+            ("out", "entered", block, None) for block in result.entered
+        ]
+        funnel += [("in", "split", block, arm) for block, arm in result.splits]
+        for direction, kind, block, choice in funnel:
             await tx.insert_interaction(
                 session_id=session_id,
                 account_id=where.account_id,
                 conversation_id=where.conversation_id,
-                direction="out",
-                kind="entered",
-                block=entered,
-            )
-        for block, arm in result.splits:
-            # one row per A/B split passed: /api/stats counts each arm as the block's choice
-            await tx.insert_interaction(
-                session_id=session_id,
-                account_id=where.account_id,
-                conversation_id=where.conversation_id,
-                direction="in",
-                kind="split",
+                direction=direction,
+                kind=kind,
                 block=block,
-                choice=arm,
+                choice=choice,
             )
         if template_params is None:
             template_params = result.template
