@@ -319,7 +319,7 @@ class Outbox:
             await self._settle(claim, lambda: claim.give_up(error=error, handoff=None))
             return
         try:
-            await self._attempt(claim, action)
+            await self._attempt(claim, action, bound)
         except StoreError:
             # The database went away while settling: an outage, not this row. The lease runs
             # out and the row is taken again (its outcome asked of Chatwoot when unsure).
@@ -350,14 +350,8 @@ class Outbox:
         )
         await self._settle(claim, partial(claim.reschedule, delay=delay, error=error))
 
-    async def _attempt(self, claim: Claim, action: Action) -> None:
+    async def _attempt(self, claim: Claim, action: Action, bound: Any) -> None:
         row = claim.row
-        bound = log.bind(
-            outbox_id=row.id,
-            account_id=row.account_id,
-            conversation_id=row.conversation_id,
-            action=row.action.get("type"),
-        )
         if isinstance(action, CallWebhook):
             await self._call_webhook(claim, action)
             return

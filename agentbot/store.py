@@ -449,61 +449,16 @@ class Tx:
     def __init__(self, conn: psycopg.AsyncConnection[Any]) -> None:
         self.conn = conn
 
-    async def record_event(
-        self,
-        *,
-        delivery_id: str | None,
-        dedupe_key: str | None,
-        event: str,
-        account_id: int,
-        conversation_id: int,
-    ) -> bool:
-        """False when this delivery or this message was already taken in."""
-        cur = await self.conn.execute(
-            INSERT_EVENT,
-            {
-                "delivery_id": delivery_id,
-                "dedupe_key": dedupe_key,
-                "event": event,
-                "account_id": account_id,
-                "conversation_id": conversation_id,
-            },
-        )
-        return await cur.fetchone() is not None
-
-    async def take_in(
-        self,
-        *,
-        delivery_id: str | None,
-        dedupe_key: str | None,
-        event: str,
-        account_id: int,
-        conversation_id: int,
-    ) -> tuple[bool, SessionRow | None]:
-        """`record_event`, `lock_conversation` and `latest_session` in one round trip.
-
-        Whether the event is new, and the conversation's latest session, read under the lock.
-        """
-        [taken] = await self.take_in_many(
-            [
-                {
-                    "delivery_id": delivery_id,
-                    "dedupe_key": dedupe_key,
-                    "event": event,
-                    "account_id": account_id,
-                    "conversation_id": conversation_id,
-                }
-            ]
-        )
-        return taken
-
     async def take_in_many(
         self, events: Sequence[Mapping[str, Any]]
     ) -> list[tuple[bool, SessionRow | None]]:
-        """`take_in` for several events of distinct conversations, all in one round trip.
+        """Take in several events of distinct conversations, all in one round trip: record
+        each (whether it is new), lock its conversation and read its latest session under the
+        lock.
 
-        Each mapping has take_in's keyword arguments. Conversations are locked in the order
-        given: callers that lock several sort them the same way, so that they cannot deadlock.
+        Each mapping has `delivery_id`, `dedupe_key`, `event`, `account_id`, `conversation_id`.
+        Conversations are locked in the order given: callers that lock several sort them the
+        same way, so that they cannot deadlock.
         """
         pending = []
         for event in events:
