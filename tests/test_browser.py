@@ -30,6 +30,8 @@ def test_flow_page_in_chromium(db_dsn: str, tmp_path: Path) -> None:
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.wait import WebDriverWait
 
     with threaded_app(db_dsn, write_flow(tmp_path / "flows")) as (url, _fake):
         message_id = 1
@@ -58,7 +60,8 @@ def test_flow_page_in_chromium(db_dsn: str, tmp_path: Path) -> None:
             assert driver.current_url == f"{url}/login"  # not signed in yet
             driver.find_element(By.ID, "token").send_keys(API)
             driver.find_element(By.ID, "sign-in").click()
-            assert driver.current_url == f"{url}/"
+            # The click returns before the form's POST and its redirect are done: wait for them.
+            WebDriverWait(driver, 15).until(expected_conditions.url_to_be(f"{url}/"))
             driver.get(f"{url}/flows/vendas")
             funnel = {
                 row.get_attribute("data-block"): {
