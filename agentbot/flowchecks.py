@@ -35,8 +35,9 @@ BUILT_IN = {"nome": (), "contact": CONTACT_FIELDS, "conversation": CONVERSATION_
 
 def flow_warnings(flow: Flow, file: str) -> list[Problem]:
     """What `agentbot check` warns about without refusing the flow: blocks that no way leads to
-    from the start (or the fallback), answers after which the flow ends without a reply, and
-    a question whose own text is longer than WhatsApp's interactive body (it is cut there)."""
+    from the start (or the fallback), answers after which the flow ends without a reply, a
+    question whose own text is longer than WhatsApp's interactive body (it is cut there), and
+    a `template:` without the `category` Chatwoot's API documents as required."""
     reached: set[str] = set()
     pending = [flow.start] if flow.fallback is None else [flow.start, flow.fallback]
     while pending:
@@ -48,6 +49,13 @@ def flow_warnings(flow: Flow, file: str) -> list[Problem]:
 
     def warn(path: str, message: str) -> None:
         problems.append(Problem(file, line_at(flow.lines, path), path, message))
+
+    if flow.template is not None and flow.template.category is None:
+        warn(
+            "template",
+            "no category: Chatwoot's API documents template_params.category as required "
+            "(UTILITY, MARKETING, ...); give the category the template was approved under",
+        )
 
     for block_id, block in flow.blocks.items():
         path = f"blocks.{block_id}"

@@ -429,6 +429,31 @@ def test_warning_for_a_question_longer_than_whatsapp_shows() -> None:
     ]
 
 
+def test_warning_for_a_template_without_category() -> None:
+    """A `template:` without `category` loads (Chatwoot's own code defaults it), but its API
+    document requires one: check says so, and is quiet once it is there."""
+    text = yml(
+        """
+        template:
+          name: retomada
+          language: pt_BR
+        blocks:
+          inicio:
+            message: Oi
+        """
+    )
+    flow = parse_flow(text, FILE)
+    assert flow.template is not None
+    assert flow.template.category is None
+    assert [str(problem) for problem in flow_warnings(flow, FILE)] == [
+        f"{FILE}:1: template: no category: Chatwoot's API documents template_params.category"
+        " as required (UTILITY, MARKETING, ...); give the category the template was approved"
+        " under",
+    ]
+    with_category = text.replace("language: pt_BR", "language: pt_BR\n  category: UTILITY")
+    assert flow_warnings(parse_flow(with_category, FILE), FILE) == []
+
+
 @pytest.mark.parametrize(
     ("webhook", "method", "retry", "timeout"),
     [
