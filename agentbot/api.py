@@ -98,7 +98,7 @@ async def start_workflow(request: Request) -> Response:
     conversation_id = body.get("conversationId")
     name = body.get("workflowName")
     initial = body.get("initialData", {})
-    if not by_contact and not _is_id(conversation_id):
+    if not by_contact and not is_id(conversation_id):
         return error(
             422,
             "invalid",
@@ -135,7 +135,7 @@ async def start_workflow(request: Request) -> Response:
                 f"{len(accounts)} accounts",
             )
         account_id = accounts[0]
-    if not _is_id(account_id):
+    if not is_id(account_id):
         return error(422, "invalid", "accountId must be a number")
     try:
         shown = await client.conversation(account_id, conversation_id)
@@ -301,9 +301,15 @@ async def _conversation_of_contact(
 MAX_START_BODY = 64 * 1024
 
 
-def _is_id(value: object) -> TypeGuard[int]:
+def is_id(value: object) -> TypeGuard[int]:
     """A Chatwoot id: a positive integer PostgreSQL's bigint holds."""
     return type(value) is int and 0 < value <= BIGINT_MAX
+
+
+def number_param(raw: str | None, top: int = BIGINT_MAX) -> int | None:
+    """A URL's number (ASCII digits, 1 to `top`), else None: "²" and 30 digits are not one."""
+    value = None if raw is None else ascii_int(raw)
+    return value if value is not None and 1 <= value <= top else None
 
 
 def _from_rest(
@@ -349,10 +355,10 @@ async def conversation(request: Request) -> Response:
     raw = request.path_params["conversation_id"]
     service = state["service"]
     account = request.query_params.get("accountId")
-    if not _is_id(raw):
+    if not is_id(raw):
         return error(404, "not_found", "no conversation has that id")
     account_id = None if account is None else ascii_int(account)
-    if account is not None and not _is_id(account_id):
+    if account is not None and not is_id(account_id):
         return error(422, "invalid", "accountId must be a number")
     accounts = [account_id] if account_id else await service.store.accounts_of(raw)
     if not accounts:
@@ -361,14 +367,13 @@ async def conversation(request: Request) -> Response:
         )
     if len(accounts) > 1:
         return error(422, "account_needed", f"pass ?accountId=: seen in accounts {accounts}")
-    limit_raw = request.query_params.get("limit", str(PAGE))
+    limit = number_param(request.query_params.get("limit", str(PAGE)), MAX_PAGE)
     before_raw = request.query_params.get("before")
-    if not limit_raw.isdigit() or not 1 <= int(limit_raw) <= MAX_PAGE:
+    before = number_param(before_raw)
+    if limit is None:
         return error(422, "invalid", f"limit is a number from 1 to {MAX_PAGE}")
-    if before_raw is not None and not before_raw.isdigit():
+    if before_raw is not None and before is None:
         return error(422, "invalid", "before is an interaction id (a number)")
-    limit = int(limit_raw)
-    before = int(before_raw) if before_raw is not None else None
     session, interactions = await service.store.conversation_view(accounts[0], raw, limit, before)
     more = len(interactions) == limit
     return JSONResponse(
@@ -403,6 +408,8 @@ async def contact_conversations(request: Request) -> Response:
     if isinstance(state, Response):
         return state
     contact_id = request.path_params["contact_id"]
+    if not is_id(contact_id):
+        return error(404, "not_found", "no contact has that id")
     rows = await state["service"].store.contact_sessions(contact_id)
     return JSONResponse(
         {
@@ -503,6 +510,8 @@ async def retire_workflow(request: Request) -> Response:
     if isinstance(state, Response):
         return state
     name = request.path_params["name"]
+    if not FLOW_NAME.fullmatch(name):
+        return error(404, "unknown_flow", "no flow has that name (names are slugs)")
     version = await state["service"].catalog.retire(name)
     if version is None:
         return error(404, "unknown_flow", f"no current flow named '{name}'")
@@ -544,6 +553,8 @@ async def get_stats(request: Request) -> Response:
     except ValueError as exc:
         return error(422, "invalid", f"since and until are ISO 8601 instants: {exc}")
     flow = request.query_params.get("flow") or None
+    if flow is not None and not FLOW_NAME.fullmatch(flow):
+        return error(422, "invalid", "flow is a flow's name (names are slugs)")
     return JSONResponse(await stats_document(state["service"], window, flow))
 
 

@@ -25,11 +25,12 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 
 from agentbot import api, openapi, stats
 from agentbot.api import ApiState
-from agentbot.flows import Flow, exits
+from agentbot.flows import FLOW_NAME, Flow, exits
 
 COOKIE = "agentbot_session"
 COOKIE_DAYS = 7
 PAGE = 50
+MAX_DAYS = 36_600  # the flow page's ?days=: a century at most
 SECURITY_HEADERS = {
     "content-security-policy": "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; "
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
@@ -183,12 +184,16 @@ async def flow_page(request: Request) -> Response:
     state = _state(request)
     service = state["service"]
     name = request.path_params["name"]
+    if not FLOW_NAME.fullmatch(name):
+        return render("error.html", 404, **_page(request, nonce), problem="no flow has that name")
     days_raw = request.query_params.get("days")
     since = None
     if days_raw is not None:
-        if not days_raw.isdigit() or int(days_raw) < 1:
-            return render("error.html", 422, **_page(request, nonce), problem="days is 1 or more")
-        since = state["clock"]() - timedelta(days=int(days_raw))
+        days = api.number_param(days_raw, MAX_DAYS)
+        if days is None:
+            problem = f"days is a number from 1 to {MAX_DAYS}"
+            return render("error.html", 422, **_page(request, nonce), problem=problem)
+        since = state["clock"]() - timedelta(days=days)
     document = await api.stats_document(service, stats.Window(since, None), name)
     flow = service.catalog.current.get(name)
     if flow is None and not document["flows"]:
@@ -310,21 +315,21 @@ async def conversation_page(request: Request) -> Response:
         return _to_login()
     service = _state(request)["service"]
     conversation_id = request.path_params["conversation_id"]
+    if not api.is_id(conversation_id):
+        problem = "no conversation has that id"
+        return render("error.html", 404, **_page(request, nonce), problem=problem)
     before_raw = request.query_params.get("before")
     account_raw = request.query_params.get("accountId")
-    if (before_raw is not None and not before_raw.isdigit()) or (
-        account_raw is not None and not account_raw.isdigit()
-    ):
+    before = api.number_param(before_raw)
+    account = api.number_param(account_raw)
+    if (before_raw is not None and before is None) or (account_raw is not None and account is None):
         return render(
             "error.html", 422, **_page(request, nonce), problem="before and accountId are numbers"
         )
-    accounts = (
-        [int(account_raw)] if account_raw else await service.store.accounts_of(conversation_id)
-    )
+    accounts = [account] if account else await service.store.accounts_of(conversation_id)
     session, more = None, False
     rows: list[dict[str, Any]] = []
     if len(accounts) == 1:
-        before = int(before_raw) if before_raw else None
         session, rows = await service.store.conversation_view(
             accounts[0], conversation_id, PAGE, before
         )

@@ -348,7 +348,7 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     ("get", "/api/stats"): {
         "summary": "Sessions and each flow's funnel",
         "description": "Sessions filtered by their start: since inclusive, until exclusive "
-        "(ISO 8601; UTC when no offset is given). docs/stats.md defines every number.",
+        "(ISO 8601; UTC when no offset is given). docs/operators.md defines every number.",
         "security": BEARER,
         "parameters": [
             _query("flow", STR, "one flow"),
@@ -358,7 +358,7 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "responses": {
             "200": _json(_ref("Stats"), "the numbers"),
             "401": UNAUTHORIZED,
-            "422": _error("since or until is not an ISO 8601 instant"),
+            "422": _error("since or until is not an ISO 8601 instant, or flow not a flow's name"),
         },
     },
     ("get", "/openapi.json"): {
@@ -411,11 +411,15 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     ("get", "/flows/{name}"): {
         "summary": "Dashboard: a flow's funnel and diagram",
         "security": SIGNED_IN,
-        "parameters": [FLOW_NAME, _query("days", {"type": "integer", "minimum": 1}, "window")],
+        "parameters": [
+            FLOW_NAME,
+            _query("days", {"type": "integer", "minimum": 1, "maximum": 36600}, "window"),
+        ],
         "responses": {
             "200": _html("the flow"),
             "303": {"description": "sign in first"},
             "404": _html("no such flow"),
+            "422": _html("days is not a number from 1 to 36600"),
         },
     },
     ("get", "/conversations/{conversation_id}"): {
@@ -429,6 +433,7 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "responses": {
             "200": _html("the timeline"),
             "303": {"description": "sign in first"},
+            "404": _html("not a conversation id"),
             "422": _html("a parameter is wrong"),
         },
     },

@@ -1,6 +1,6 @@
 """GET /api/stats: the sessions and the funnel of each flow, from the history.
 
-Definitions (docs/stats.md says the same for operators). The window filters sessions by their
+Definitions (docs/operators.md says the same for operators). The window filters sessions by their
 start (`workflow_conversations.created_at`), `since` inclusive, `until` exclusive; every number
 below counts only sessions started in the window.
 

@@ -61,3 +61,41 @@ async def test_sign_in_and_pages(db_dsn: str, tmp_path: Path) -> None:
         assert (await h.http.get("/")).status_code == 303
         # The API still takes the bearer token, not the cookie.
         assert (await h.http.get("/api/stats", headers=AUTH)).status_code == 200
+
+
+BIG = "9" * 30  # digits no bigint holds
+# Parameters a client may send that no flow, conversation or number can be: each has its answer
+# (never a 5xx, never the database's "unstorable" for a URL).
+ODD_REQUESTS = [
+    ("GET", "/api/stats?flow=%00vendas", 422),
+    ("GET", "/api/stats?flow=Vendas%20Online", 422),
+    ("GET", "/api/stats?flow=nada", 200),
+    ("DELETE", "/api/workflows/%00", 404),
+    ("DELETE", "/api/workflows/Vendas%20Online", 404),
+    ("GET", "/api/conversation/101?limit=%C2%B2", 422),  # "²": a digit to str.isdigit
+    ("GET", f"/api/conversation/101?limit={BIG}", 422),
+    ("GET", "/api/conversation/101?before=%C2%B9", 422),
+    ("GET", f"/api/conversation/101?before={BIG}", 422),
+    ("GET", f"/api/conversation/{BIG}", 404),
+    ("GET", f"/api/contacts/{BIG}/conversations", 404),
+    ("GET", "/flows/%00", 404),
+    ("GET", "/flows/vendas?days=%C2%B2", 422),
+    ("GET", f"/flows/vendas?days={BIG}", 422),
+    ("GET", "/conversations/101?before=%C2%B9", 422),
+    ("GET", f"/conversations/101?before={BIG}", 422),
+    ("GET", "/conversations/101?accountId=%C2%B2", 422),
+    ("GET", f"/conversations/101?accountId={BIG}", 422),
+    ("GET", f"/conversations/{BIG}", 404),
+]
+
+
+async def test_odd_parameters(db_dsn: str, tmp_path: Path) -> None:
+    """Path and query values that cannot name anything get a 404 or a 422 naming the rule."""
+    async with scripted(db_dsn, tmp_path) as h:
+        r = await h.http.post("/login", data={"token": "api-token"})
+        assert r.status_code == 303
+        answers = []
+        for method, url, _ in ODD_REQUESTS:
+            r = await h.http.request(method, url, headers=AUTH)
+            answers.append((method, url, r.status_code))
+        assert [answer for answer in answers if answer not in ODD_REQUESTS] == []
