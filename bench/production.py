@@ -282,7 +282,29 @@ def judge(
     return latencies, lost, doubled, disordered
 
 
-def profile_summary(paths: list[Path], top: int = 30) -> None:
+def py_spy(pid: int, seconds: float, out: str) -> subprocess.Popen[bytes]:
+    """py-spy recording `pid` for `seconds` into `out` (collapsed stacks)."""
+    return subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "py-spy"),
+            "record",
+            "--format",
+            "raw",
+            "--rate",
+            "50",
+            "-d",
+            str(int(seconds)),
+            "-p",
+            str(pid),
+            "-o",
+            out,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def profile_summary(paths: list[Path], during: str, top: int = 30) -> None:
     """The functions holding most of py-spy's samples (inclusive), from collapsed stacks."""
     total = 0
     inclusive: dict[str, int] = {}
@@ -300,7 +322,7 @@ def profile_summary(paths: list[Path], top: int = 30) -> None:
                 inclusive[name] = inclusive.get(name, 0) + n
     if not total:
         return
-    print(f"  py-spy, {total} samples of agentbot during its flat-out rounds (inclusive):")
+    print(f"  py-spy, {total} samples of agentbot during {during} (inclusive):")
     shown = 0
     for name, n in sorted(inclusive.items(), key=lambda kv: -kv[1]):
         if n == total or "importlib" in name or "runpy" in name:
@@ -326,7 +348,8 @@ def main() -> None:
     parser.add_argument(
         "--profile",
         type=Path,
-        help="record agentbot with py-spy during its flat-out rounds (collapsed stacks here)",
+        help="record agentbot with py-spy during its flat-out rounds and the fixed rate "
+        "(collapsed stacks at this path .1, .2, ... and .fixed)",
     )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
@@ -380,24 +403,7 @@ def main() -> None:
                     httpx.post(f"{fake_url}/_reset")
                     spy = None
                     if args.profile is not None and name == "agentbot":
-                        spy = subprocess.Popen(
-                            [
-                                str(Path(sys.executable).parent / "py-spy"),
-                                "record",
-                                "--format",
-                                "raw",
-                                "--rate",
-                                "50",
-                                "-d",
-                                str(args.seconds),
-                                "-p",
-                                str(pids[name]),
-                                "-o",
-                                f"{args.profile}.{round_}",
-                            ],
-                            stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL,
-                        )
+                        spy = py_spy(pids[name], args.seconds, f"{args.profile}.{round_}")
                     rps, lat = wrk(url, args.seconds, args.connections)
                     if spy is not None:
                         spy.wait(30)
@@ -434,7 +440,9 @@ def main() -> None:
             print(f"  ratio agentbot/reference: {ratio:.2f}", flush=True)
             if args.profile is not None:
                 profile_summary(
-                    [Path(f"{args.profile}.{r}") for r in range(1, args.rounds + 1)], top=40
+                    [Path(f"{args.profile}.{r}") for r in range(1, args.rounds + 1)],
+                    "its flat-out rounds",
+                    top=40,
                 )
 
             print(
@@ -446,9 +454,14 @@ def main() -> None:
             xacts0, _ = db_stats(bot_dsn)
             cpu0 = cpu_seconds(pids["agentbot"])
             pg0 = backends(bot_dsn)
+            spy = None
+            if args.profile is not None:
+                spy = py_spy(pids["agentbot"], args.duration, f"{args.profile}.fixed")
             sent, acks, failed = asyncio.run(
                 fixed_rate(hook, args.rate, args.conversations, args.duration)
             )
+            if spy is not None:
+                spy.wait(30)
             drain(bot_dsn)
             time.sleep(1.0)
             cpu = cpu_seconds(pids["agentbot"]) - cpu0
@@ -482,6 +495,8 @@ def main() -> None:
             print("  rows inserted, rows updated")
             for name, seq, seq_rows, idx, ins, upd in scans:
                 print(f"    {name:24} {seq:7} {seq_rows:10} {idx or 0:9} {ins:8} {upd:8}")
+            if args.profile is not None:
+                profile_summary([Path(f"{args.profile}.fixed")], "the fixed rate", top=40)
             print(f"3. agentbot peak RSS {rss:.0f} MB")
     shutil.rmtree(work, ignore_errors=True)
     ack_p99, reply_p99 = pct(acks, 99), pct(latencies, 99)
