@@ -56,6 +56,7 @@ MAX_BODY = 1024 * 1024  # docs/http.md §1: 413 over 1 MiB
 SIGNATURE_WINDOW = 300  # seconds; docs/chatwoot.md §2: reject timestamps older than about 5 minutes
 POOL_TIMEOUT = 3.0  # answer 500 well inside Chatwoot's 5 s when the database is away
 FLOWS_REFRESH = 10.0  # seconds between re-reads of the current flows (other replicas' changes)
+CHATWOOT_CONNECTIONS = 16  # requests to Chatwoot at once (the outbox claims up to 4 x 16 rows)
 
 
 class State(TypedDict):
@@ -327,11 +328,17 @@ def create_app(
                     base_url=settings.chatwoot_url,
                     timeout=httpx.Timeout(10.0, connect=5.0),
                     # httpcore scans its connections for each request: keep them few.
-                    limits=httpx.Limits(max_connections=16, max_keepalive_connections=16),
+                    limits=httpx.Limits(
+                        max_connections=CHATWOOT_CONNECTIONS,
+                        max_keepalive_connections=CHATWOOT_CONNECTIONS,
+                    ),
                     transport=chatwoot_transport,
                 )
                 client = ChatwootClient(
-                    http, settings.chatwoot_api_token, settings.chatwoot_user_token
+                    http,
+                    settings.chatwoot_api_token,
+                    settings.chatwoot_user_token,
+                    in_flight=CHATWOOT_CONNECTIONS,
                 )
             else:
                 log.warning(

@@ -7,6 +7,7 @@ Every failure becomes `ChatwootUnavailable` (retry: connection errors, timeouts,
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -22,15 +23,27 @@ ACTIVITY = 2  # `message_type` of an activity message in Chatwoot's REST answers
 
 class ChatwootClient:
     """`token` is the Agent Bot's; `user_token`, when given, stands in where Chatwoot refuses
-    the bot's (labels before 4.14.2)."""
+    the bot's (labels before 4.14.2).
+
+    `in_flight`, when given, is how many requests go out at once: the size of `http`'s pool.
+    The others wait their turn here, at most the pool timeout as in the pool. httpcore walks
+    its waiting requests against its connections each time a request starts or ends, so a
+    queue left to it costs CPU that grows with the backlog, just when the outbox is behind.
+    """
 
     def __init__(
-        self, http: httpx.AsyncClient, token: Secret, user_token: Secret | None = None
+        self,
+        http: httpx.AsyncClient,
+        token: Secret,
+        user_token: Secret | None = None,
+        *,
+        in_flight: int | None = None,
     ) -> None:
         self.http = http
         self.token = token
         self.user_token = user_token
         self._fallback_token = token
+        self._turns = None if in_flight is None else asyncio.Semaphore(in_flight)
 
     async def create_message(
         self, account_id: int, conversation_id: int, body: Mapping[str, Any]
@@ -224,7 +237,17 @@ class ChatwootClient:
     ) -> dict[str, Any]:
         headers = {"api_access_token": (token or self.token).reveal()}
         try:
-            response = await self.http.request(method, path, json=json, headers=headers)
+            if self._turns is None:
+                response = await self.http.request(method, path, json=json, headers=headers)
+            else:
+                async with asyncio.timeout(self.http.timeout.pool):
+                    await self._turns.acquire()
+                try:
+                    response = await self.http.request(method, path, json=json, headers=headers)
+                finally:
+                    self._turns.release()
+        except TimeoutError as exc:
+            raise ChatwootUnavailable(f"{method} {path}: no free connection: {exc!r}") from exc
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             # No connection, so no request: Chatwoot cannot have acted on it.
             raise ChatwootUnavailable(f"{method} {path} failed: {exc!r}", unreachable=True) from exc

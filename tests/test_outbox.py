@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from psycopg_pool import AsyncConnectionPool
 from agentbot.chatwoot import ChatwootClient
 from agentbot.config import Secret
 from agentbot.engine import AddLabels, BackToBot, Handoff, Option, SendOptions, SendText
+from agentbot.errors import ChatwootUnavailable
 from agentbot.outbox import Outbox, RetryPolicy, decode, encode
 from agentbot.store import Store
 from tests.fakes import FakeChatwoot, FakeChatwootServer
@@ -357,3 +359,37 @@ async def test_contact_attribute_with_user_token(db_dsn: str, tmp_path: Path) ->
             patches = [q for q in fake.requests if q.method == "PATCH"]
             assert [q.headers["api_access_token"] for q in patches] == [fake.user_token]
             assert fake.violations == []
+
+
+async def test_requests_to_chatwoot_wait_their_turn() -> None:
+    """With `in_flight`, at most that many requests are at Chatwoot at once; the others wait
+    their turn in the client, and one that waits longer than the pool timeout fails as
+    retryable ("no free connection") without reaching Chatwoot."""
+    fake = FakeChatwoot()
+    fake.delay = 0.5
+    with FakeChatwootServer(fake) as server:
+        async with httpx.AsyncClient(base_url=server.url) as http:
+            client = ChatwootClient(http, Secret(fake.bot_token), in_flight=2)
+            sends = [
+                asyncio.create_task(client.create_message(1, 7, {"content": f"m{i}"}))
+                for i in range(5)
+            ]
+            most = 0
+            while not all(task.done() for task in sends):
+                pending = [r for r in fake.requests if r.status is None]
+                most = max(most, len(pending))
+                await asyncio.sleep(0.01)
+            assert all(task.exception() is None for task in sends)
+            assert most == 2
+            assert len(fake.requests) == 5
+        async with httpx.AsyncClient(
+            base_url=server.url, timeout=httpx.Timeout(5.0, pool=0.1)
+        ) as http:
+            client = ChatwootClient(http, Secret(fake.bot_token), in_flight=1)
+            first = asyncio.create_task(client.create_message(1, 7, {"content": "a"}))
+            await asyncio.sleep(0.05)
+            with pytest.raises(ChatwootUnavailable, match="no free connection") as info:
+                await client.create_message(1, 7, {"content": "b"})
+            assert not info.value.maybe_done  # it never left: no need to ask Chatwoot
+            await first
+            assert [r.json["content"] for r in fake.requests[5:]] == ["a"]
