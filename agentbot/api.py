@@ -357,8 +357,8 @@ async def conversation(request: Request) -> Response:
     account = request.query_params.get("accountId")
     if not is_id(raw):
         return error(404, "not_found", "no conversation has that id")
-    account_id = None if account is None else ascii_int(account)
-    if account is not None and not is_id(account_id):
+    account_id = number_param(account)
+    if account is not None and account_id is None:
         return error(422, "invalid", "accountId must be a number")
     accounts = [account_id] if account_id else await service.store.accounts_of(raw)
     if not accounts:

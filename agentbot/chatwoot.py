@@ -236,18 +236,14 @@ class ChatwootClient:
         token: Secret | None = None,
     ) -> dict[str, Any]:
         headers = {"api_access_token": (token or self.token).reveal()}
-        try:
-            if self._turns is None:
-                response = await self.http.request(method, path, json=json, headers=headers)
-            else:
+        if self._turns is not None:
+            try:
                 async with asyncio.timeout(self.http.timeout.pool):
                     await self._turns.acquire()
-                try:
-                    response = await self.http.request(method, path, json=json, headers=headers)
-                finally:
-                    self._turns.release()
-        except TimeoutError as exc:
-            raise ChatwootUnavailable(f"{method} {path}: no free connection: {exc!r}") from exc
+            except TimeoutError as exc:
+                raise ChatwootUnavailable(f"{method} {path}: no free connection: {exc!r}") from exc
+        try:
+            response = await self.http.request(method, path, json=json, headers=headers)
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             # No connection, so no request: Chatwoot cannot have acted on it.
             raise ChatwootUnavailable(f"{method} {path} failed: {exc!r}", unreachable=True) from exc
@@ -257,6 +253,9 @@ class ChatwootClient:
             raise ChatwootUnavailable(f"{method} {path} timed out", maybe_done=True) from exc
         except httpx.TransportError as exc:
             raise ChatwootUnavailable(f"{method} {path} failed: {exc!r}", maybe_done=True) from exc
+        finally:
+            if self._turns is not None:
+                self._turns.release()
         status = response.status_code
         if status == 429 or status >= 500:
             raise ChatwootUnavailable(
