@@ -78,7 +78,7 @@ from typing import Any
 
 from agentbot import engine, lifecycle
 from agentbot.errors import FlowError
-from agentbot.events import Contact, Conversation
+from agentbot.events import Attachment, Contact, Conversation
 from agentbot.expressions import lookup
 from agentbot.flows import Flow
 from agentbot.loader import ATTRIBUTE
@@ -112,6 +112,7 @@ EVENTS = (
     "user",
     "webhook",
     "wait",
+    "media",
     "agent",
     "agent_note",
     "assign_agent",
@@ -141,6 +142,8 @@ STEP_KEYS = EVENTS + CHECKS
 WEBHOOK_KEYS = ("status", "json", "text", "error")
 ASSIGN_KEYS = ("team_id", "assignee_id")
 CALL_KEYS = ("url", "method", "headers", "body")
+MEDIA_KEYS = ("type", "caption", "url", "title", "latitude", "longitude")
+MEDIA_TYPES = ("image", "audio", "video", "file", "location", "contact")
 STATUSES = tuple(status.value for status in engine.Status)
 CONVERSATION_STATUSES = ("pending", "open", "resolved", "snoozed")
 HOLDS = ("none", *(hold.value for hold in lifecycle.Hold))
@@ -477,6 +480,32 @@ def _webhook(value: object, path: str, report: Report) -> dict[str, Any]:
     return mapping
 
 
+def _media(value: object, path: str, report: Report) -> tuple[Attachment, str]:
+    """`media: {type, caption, url, title, latitude, longitude}`: one attachment and its
+    caption, as Chatwoot sends a photo, a voice note, a location or a contact card."""
+    mapping = _keys(MEDIA_KEYS)(value, path, report)
+    if "type" not in mapping:
+        report.add(path, f"give the attachment's type: one of {', '.join(MEDIA_TYPES)}")
+    kind = _one_of(MEDIA_TYPES, "attachment type")(
+        mapping.get("type", "file"), f"{path}.type", report
+    )
+    coordinates = []
+    for key in ("latitude", "longitude"):
+        number = mapping.get(key)
+        if number is not None and (isinstance(number, bool) or not isinstance(number, int | float)):
+            report.add(f"{path}.{key}", f"expected a number, got {describe(number)}")
+            number = None
+        coordinates.append(None if number is None else float(number))
+    attachment = Attachment(
+        kind,
+        url=_optional_string(mapping, "url", path, report),
+        title=_optional_string(mapping, "title", path, report),
+        latitude=coordinates[0],
+        longitude=coordinates[1],
+    )
+    return attachment, _optional_string(mapping, "caption", path, report) or ""
+
+
 def _call(value: object, path: str, report: Report) -> dict[str, Any]:
     mapping = _keys(CALL_KEYS)(value, path, report)
     if "headers" in mapping:
@@ -492,6 +521,7 @@ _VALUES: Mapping[str, Callable[[object, str, Report], Any]] = {
     "user": _string,
     "webhook": _webhook,
     "wait": _wait,
+    "media": _media,
     "agent": _string,
     "agent_note": _string,
     "assign_agent": _integer,
@@ -581,6 +611,11 @@ class _Run:
         status = answer.get("status", None if error is not None else 200)
         data = answer.get("json", answer.get("text"))
         self._turn(self.sandbox.answer(status=status, data=data, error=error))
+        return None
+
+    def media(self, sent: tuple[Attachment, str]) -> _Problem | None:
+        attachment, caption = sent
+        self._turn(self.sandbox.say(caption, attachments=(attachment,)))
         return None
 
     def wait(self, delta: timedelta) -> _Problem | None:

@@ -28,6 +28,7 @@ from agentbot import channels, engine, lifecycle
 from agentbot.events import (
     AgentMessage,
     AgentNote,
+    Attachment,
     Contact,
     Conversation,
     ConversationChanged,
@@ -120,9 +121,10 @@ class Sandbox:
         result = engine.start(self.flow, self.now, variables=variables, context=context)
         return self._apply(result)
 
-    def say(self, text: str) -> tuple[engine.Action, ...]:
-        """The customer sends `text`; what the bot does in answer (nothing while humans hold it,
-        or a pause, or right after a completed flow: lifecycle.py decides)."""
+    def say(self, text: str, attachments: tuple[Attachment, ...] = ()) -> tuple[engine.Action, ...]:
+        """The customer sends `text` (with `attachments`: a photo and its caption, a location);
+        what the bot does in answer (nothing while humans hold it, or a pause, or right after a
+        completed flow: lifecycle.py decides)."""
         actions: list[engine.Action] = []
         if self.conversation.status == "resolved":
             # Chatwoot reopens a resolved conversation as pending for the bot's inbox.
@@ -135,6 +137,7 @@ class Sandbox:
             contact=self.contact,
             message_id=self.next_message_id,
             text=self._expand(text),
+            attachments=attachments,
         )
         self.next_message_id += 1
         keyword = lifecycle.names_a_flow([self.flow], text)

@@ -709,3 +709,78 @@ def test_lifecycle_steps_run_the_service_rules() -> None:
         "- conversation_status: resolved\n- user: Oi\n- bot: 'Oi Ana! Quer ajuda?'"
     )
     assert run(steps) is None
+
+
+MEDIA_FLOW = parse_flow(
+    textwrap.dedent(
+        """
+        name: fotos
+        blocks:
+          foto:
+            message: "Mande uma foto do produto."
+            input: {save_as: foto, type: image}
+            next_block: onde
+          onde:
+            message: "Onde você está?"
+            input: {save_as: local, type: location}
+            next_block: fone
+          fone:
+            message: "Seu telefone?"
+            input: {save_as: fone, type: phone}
+            next_block: fim
+          fim:
+            message: "Obrigado!"
+        """
+    ),
+    "flows/fotos.yaml",
+)
+MEDIA_STEPS = """
+- user: Oi
+- bot: Mande uma foto do produto.
+- user: não tenho foto agora
+- bot_contains: Por favor, envie uma foto.
+- media: {type: image, url: "https://chat.example/foto.jpg", caption: "a caixa amassada"}
+- bot: Onde você está?
+- media: {type: location, latitude: -23.56, longitude: -46.65, title: Av. Paulista}
+- bot: Seu telefone?
+- media: {type: contact, title: "+55 11 98765-4321"}
+- bot: Obrigado!
+- variables:
+    foto: a caixa amassada
+    foto_attachments: [{type: image, url: "https://chat.example/foto.jpg"}]
+    local_attachments:
+      - {type: location, url: null, title: Av. Paulista, latitude: -23.56, longitude: -46.65}
+    fone: "+5511987654321"
+"""
+
+
+def test_media_steps_answer_media_questions() -> None:
+    """`media:` sends an attachment as Chatwoot does (a photo with its caption, a location, a
+    contact card): media inputs take it, text alone gets the input's error."""
+    suite = parse_suite(suite_text(MEDIA_STEPS, "contact: {name: Ana}"), FILE)
+    (result,) = run_suite(suite, MEDIA_FLOW)
+    assert result.failure is None, str(result.failure)
+    wrong = MEDIA_STEPS.replace("type: image, url", "type: audio, url")
+    (result,) = run_suite(parse_suite(suite_text(wrong, "contact: {name: Ana}"), FILE), MEDIA_FLOW)
+    # An audio is not a photo: the second miss hands the conversation to a human.
+    assert result.failure is not None
+    assert str(result.failure).startswith(f"{FILE}:11: caso: step 6 (bot): the message differs")
+    assert "+ Vou te transferir para um atendente." in str(result.failure)
+
+
+def test_media_step_values_are_checked() -> None:
+    """A media step needs a known type; coordinates are numbers; other keys are refused."""
+    text = (
+        "flow: fotos\ntests:\n  - steps:\n      - media: {caption: oi}\n"
+        "      - media: {type: imagem}\n      - media: {type: location, latitude: norte}\n"
+        "      - media: {type: image, size: 10}\n"
+    )
+    assert problems(text) == [
+        "flows/tests/mini.yaml:4: tests[0].steps[0].media: give the attachment's type: one of"
+        " image, audio, video, file, location, contact",
+        "flows/tests/mini.yaml:5: tests[0].steps[1].media.type: unknown attachment type 'imagem'"
+        " (did you mean 'image'?)",
+        "flows/tests/mini.yaml:6: tests[0].steps[2].media.latitude: expected a number, got the"
+        " string 'norte'",
+        "flows/tests/mini.yaml:7: tests[0].steps[3].media.size: unknown key 'size'",
+    ]
