@@ -82,7 +82,7 @@ from agentbot.events import Attachment, Contact, Conversation
 from agentbot.expressions import lookup
 from agentbot.flows import Flow
 from agentbot.loader import ATTRIBUTE
-from agentbot.sandbox import WHATSAPP, Said, Sandbox, channel_name
+from agentbot.sandbox import MEDIA_TYPES, WHATSAPP, Said, Sandbox, channel_name
 from agentbot.validation import (
     Report,
     describe,
@@ -143,7 +143,6 @@ WEBHOOK_KEYS = ("status", "json", "text", "error")
 ASSIGN_KEYS = ("team_id", "assignee_id")
 CALL_KEYS = ("url", "method", "headers", "body")
 MEDIA_KEYS = ("type", "caption", "url", "title", "latitude", "longitude")
-MEDIA_TYPES = ("image", "audio", "video", "file", "location", "contact")
 STATUSES = tuple(status.value for status in engine.Status)
 CONVERSATION_STATUSES = ("pending", "open", "resolved", "snoozed")
 HOLDS = ("none", *(hold.value for hold in lifecycle.Hold))

@@ -37,6 +37,8 @@ from agentbot.events import (
 from agentbot.flows import Flow
 
 TimerKind = Literal["timeout", "inactivity"]
+# The attachments a customer can send in `agentbot test` and `simulate` (Chatwoot's file_type).
+MEDIA_TYPES = ("image", "audio", "video", "file", "location", "contact")
 WHATSAPP = "Channel::Whatsapp"
 # Short names for the channels, as authors write them in test files and on the command line.
 CHANNELS: dict[str, str] = {

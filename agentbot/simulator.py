@@ -26,6 +26,7 @@ database, no files. Works the same with piped input and stops cleanly at its end
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -34,14 +35,16 @@ from functools import partial
 from typing import Any, TextIO
 
 from agentbot import channels, engine, lifecycle
-from agentbot.events import Contact, Conversation
+from agentbot.events import Attachment, Contact, Conversation
 from agentbot.flows import Flow
-from agentbot.sandbox import WHATSAPP, Sandbox
+from agentbot.sandbox import MEDIA_TYPES, WHATSAPP, Sandbox
 from agentbot.validation import DURATION, DURATION_PART, DURATION_UNITS
 
 STATUS_REPLY = re.compile(r"(\d{3})(?:\s+(.*))?", re.DOTALL)
 HELP = (
     "commands: /wait 30m, /vars, /restart, /quit; anything else is the customer's message\n"
+    "media: /media image CAPTION (audio, video, file), /media location LAT LONG TITLE,\n"
+    "/media contact PHONE\n"
     "agents: /agent TEXT, /note TEXT (/note /bot, /note /pause 30), /assign, /label NAME,\n"
     "/resolve, /snooze"
 )
@@ -54,6 +57,28 @@ class Reply:
     status: int | None
     data: Any = None
     error: str | None = None
+
+
+def parse_media(argument: str) -> tuple[Attachment, str] | None:
+    """`/media`'s argument as the attachment and caption the customer sends: `image [CAPTION]`
+    (or audio, video, file), `location LAT LONG [TITLE]`, `contact PHONE`; None if malformed."""
+    kind, _, rest = argument.strip().partition(" ")
+    rest = rest.strip()
+    if kind == "location":
+        latitude, _, more = rest.partition(" ")
+        longitude, _, title = more.strip().partition(" ")
+        try:
+            point = (float(latitude), float(longitude))
+        except ValueError:
+            return None
+        if not all(map(math.isfinite, point)):
+            return None
+        return Attachment(
+            kind, title=title.strip() or None, latitude=point[0], longitude=point[1]
+        ), ""
+    if kind == "contact":
+        return (Attachment(kind, title=rest), "") if rest else None
+    return (Attachment(kind), rest) if kind in MEDIA_TYPES else None
 
 
 def parse_reply(text: str) -> Reply:
@@ -135,13 +160,17 @@ class Simulation:
                 if not self._command(text, lines):
                     return 0
                 continue
-            if self.sandbox.quiet:
-                self.note(
-                    "quiet: humans (or a pause) hold the conversation; /restart to start over"
-                )
-                continue
-            if not self._show(partial(self.sandbox.say, text), lines):
+            if not self._customer(text, (), lines):
                 return 0
+
+    def _customer(
+        self, text: str, attachments: tuple[Attachment, ...], lines: Iterator[str]
+    ) -> bool:
+        """The customer's message; False when the input ended while a webhook call waited."""
+        if self.sandbox.quiet:
+            self.note("quiet: humans (or a pause) hold the conversation; /restart to start over")
+            return True
+        return self._show(partial(self.sandbox.say, text, attachments), lines)
 
     def note(self, text: str) -> None:
         """`[text]`, its further lines indented by one space inside the brackets."""
@@ -165,6 +194,13 @@ class Simulation:
                 return True
             seconds = sum(int(n) * DURATION_UNITS[u] for n, u in DURATION_PART.findall(argument))
             return self._show(lambda: self.sandbox.wait(timedelta(seconds=seconds)), lines)
+        if name == "media":
+            sent = parse_media(argument)
+            if sent is None:
+                self.note(HELP)
+                return True
+            attachment, caption = sent
+            return self._customer(caption, (attachment,), lines)
         if name == "vars":
             session = self.sandbox.session
             variables = dict(session.variables) if session is not None else {}

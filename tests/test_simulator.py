@@ -13,8 +13,8 @@ import pytest
 from agentbot.events import Contact
 from agentbot.flows import Flow
 from agentbot.loader import parse_flow
-from agentbot.simulator import Reply, Simulation, parse_reply, parse_variable
-from tests.test_flowtests import FLOW
+from agentbot.simulator import Reply, Simulation, parse_media, parse_reply, parse_variable
+from tests.test_flowtests import FLOW, MEDIA_FLOW
 
 NOW = datetime(2026, 1, 1, 12, tzinfo=UTC)
 
@@ -84,6 +84,8 @@ def test_a_whole_conversation_reads_as_a_transcript() -> None:
         [a new conversation]
         > /help
         [commands: /wait 30m, /vars, /restart, /quit; anything else is the customer's message
+         media: /media image CAPTION (audio, video, file), /media location LAT LONG TITLE,
+         /media contact PHONE
          agents: /agent TEXT, /note TEXT (/note /bot, /note /pause 30), /assign, /label NAME,
          /resolve, /snooze]
         > atendente
@@ -288,3 +290,44 @@ def test_var_nome_wins_over_the_contact() -> None:
     transcript = simulate(FLOW, variables={"nome": "João"})
     assert transcript.splitlines()[1] == "bot: Oi João! Quer ajuda?"
     assert simulate(FLOW, variables={"x": 1}).splitlines()[1] == "bot: Oi Ana! Quer ajuda?"
+
+
+def test_media_in_the_simulator() -> None:
+    """`/media` sends a photo with its caption, a location or a contact card; a malformed one
+    shows the help; while humans hold the conversation it is not answered either."""
+    transcript = simulate(
+        MEDIA_FLOW,
+        "Oi",
+        "/media image a caixa amassada",
+        "/media location -23.56 norte",
+        "/media location -23.56 -46.65 Av. Paulista",
+        "/media contact +55 11 98765-4321",
+        "/vars",
+        "/agent",
+        "/media image",
+    )
+    assert transcript.splitlines()[1:8] == [
+        "> Oi",
+        "bot: Mande uma foto do produto.",
+        "> /media image a caixa amassada",
+        "bot: Onde você está?",
+        "> /media location -23.56 norte",
+        "[commands: /wait 30m, /vars, /restart, /quit; anything else is the customer's message",
+        " media: /media image CAPTION (audio, video, file), /media location LAT LONG TITLE,",
+    ]
+    assert "> /media location -23.56 -46.65 Av. Paulista\nbot: Seu telefone?\n" in transcript
+    assert "> /media contact +55 11 98765-4321\nbot: Obrigado!\n" in transcript
+    assert '"fone": "+5511987654321"' in transcript
+    assert '"local_attachments": [{"latitude": -23.56, "longitude": -46.65, "title":' in transcript
+    assert transcript.endswith(
+        "> /media image\n[quiet: humans (or a pause) hold the conversation; /restart to start"
+        " over]\n"
+    )
+
+
+@pytest.mark.parametrize(
+    "argument",
+    ["sticker", "location 1", "location nan 2", "location 1 inf", "contact", ""],
+)
+def test_parse_media_refuses_what_chatwoot_would_not_send(argument: str) -> None:
+    assert parse_media(argument) is None
