@@ -71,6 +71,7 @@ Checks:
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
@@ -491,7 +492,11 @@ def _media(value: object, path: str, report: Report) -> tuple[Attachment, str]:
     coordinates = []
     for key in ("latitude", "longitude"):
         number = mapping.get(key)
-        if number is not None and (isinstance(number, bool) or not isinstance(number, int | float)):
+        if number is not None and (
+            isinstance(number, bool)
+            or not isinstance(number, int | float)
+            or not math.isfinite(number)
+        ):
             report.add(f"{path}.{key}", f"expected a number, got {describe(number)}")
             number = None
         coordinates.append(None if number is None else float(number))

@@ -773,7 +773,7 @@ def test_media_step_values_are_checked() -> None:
     text = (
         "flow: fotos\ntests:\n  - steps:\n      - media: {caption: oi}\n"
         "      - media: {type: imagem}\n      - media: {type: location, latitude: norte}\n"
-        "      - media: {type: image, size: 10}\n"
+        "      - media: {type: image, size: 10}\n      - media: {type: location, longitude: .nan}\n"
     )
     assert problems(text) == [
         "flows/tests/mini.yaml:4: tests[0].steps[0].media: give the attachment's type: one of"
@@ -783,4 +783,6 @@ def test_media_step_values_are_checked() -> None:
         "flows/tests/mini.yaml:6: tests[0].steps[2].media.latitude: expected a number, got the"
         " string 'norte'",
         "flows/tests/mini.yaml:7: tests[0].steps[3].media.size: unknown key 'size'",
+        "flows/tests/mini.yaml:8: tests[0].steps[4].media.longitude: expected a number, got"
+        " the number nan",
     ]
